@@ -1,0 +1,294 @@
+# -*- coding: utf-8 -*-
+# Copyright: certfleet.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The CA directory and the CA's certificate and key (private module_utils).
+
+Layout of a CA directory (0700)::
+
+    ca.pem      CA certificate (0644)
+    ca.key      CA private key, encrypted PKCS#8 PEM (0600)
+    chain.pem   issuers above an imported intermediate, if any (0644)
+    state.db    the store (0600, SQLite WAL)
+    crl.pem / crl.der   the last published CRL (0644)
+    .lock       serialises CA creation and CRL publication
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import os
+
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.keys import key_type_of
+from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CAError, InputError, PassphraseError
+from ansible_collections.certfleet.pki.plugins.module_utils.common.files import (
+    atomic_write, ensure_private_dir, read_bytes,
+)
+from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
+
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+except ImportError:
+    pass
+
+CERT_FILE = 'ca.pem'
+KEY_FILE = 'ca.key'
+CHAIN_FILE = 'chain.pem'
+STATE_FILE = 'state.db'
+CRL_PEM_FILE = 'crl.pem'
+CRL_DER_FILE = 'crl.der'
+LOCK_FILE = '.lock'
+PUBLIC_FILE_MODE = 0o644
+
+
+def fingerprint(certificate, algorithm='sha256') -> str:
+    digest = hashes.SHA256() if algorithm == 'sha256' else hashes.SHA1()
+    return certificate.fingerprint(digest).hex().upper()
+
+
+def to_bytes(text) -> bytes | None:
+    if text is None:
+        return None
+    return text if isinstance(text, bytes) else str(text).encode('utf-8')
+
+
+def read_pem_argument(value: str, field: str) -> bytes:
+    """A parameter that holds PEM text or a path to a PEM file."""
+    if value is None:
+        raise InputError('is required', field)
+    text = str(value)
+    if '-----BEGIN' in text:
+        return text.encode('utf-8')
+    data = read_bytes(text)
+    if data is None:
+        raise InputError('file %s does not exist (expected a path or PEM text)' % text, field)
+    return data
+
+
+def load_certificates(data: bytes, field: str) -> list:
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise InputError('is not a PEM certificate (%s)' % exc, field)
+
+
+def load_private_key(data: bytes, passphrase, field: str, passphrase_field: str):
+    """Load a PEM key (PKCS#8 or traditional); a missing or wrong passphrase is a clear error."""
+    secret = to_bytes(passphrase) or None
+    try:
+        return serialization.load_pem_private_key(data, password=secret)
+    except TypeError as exc:
+        # cryptography says TypeError when a passphrase is missing, or given for an unencrypted key.
+        if 'encrypted' in str(exc) and secret is None:
+            raise PassphraseError('the key is encrypted; give the passphrase', passphrase_field)
+        if secret is not None:
+            return serialization.load_pem_private_key(data, password=None)
+        raise InputError('cannot be loaded (%s)' % exc, field)
+    except ValueError as exc:
+        if secret is not None and ('bad decrypt' in str(exc).lower() or 'incorrect password' in str(exc).lower()
+                                   or 'could not deserialize' in str(exc).lower()):
+            raise PassphraseError('wrong passphrase for the key', passphrase_field)
+        raise InputError('is not a PEM private key (%s)' % exc, field)
+
+
+def public_keys_match(a, b) -> bool:
+    fmt = serialization.PublicFormat.SubjectPublicKeyInfo
+    return a.public_bytes(serialization.Encoding.DER, fmt) == b.public_bytes(serialization.Encoding.DER, fmt)
+
+
+def public_key_sha256(public_key) -> str:
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(der)
+    return digest.finalize().hex().upper()
+
+
+def encrypt_key(key, passphrase) -> bytes:
+    secret = to_bytes(passphrase)
+    encryption = (serialization.BestAvailableEncryption(secret) if secret
+                  else serialization.NoEncryption())
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+
+
+def verify_issued_by(certificate, issuer) -> bool:
+    """True when ``issuer``'s key signed ``certificate``."""
+    try:
+        certificate.verify_directly_issued_by(issuer)
+        return True
+    except (ValueError, TypeError, Exception):  # InvalidSignature is not a ValueError
+        return False
+
+
+def is_ca_certificate(certificate) -> bool:
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return False
+    if not constraints.ca:
+        return False
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+        return bool(usage.key_cert_sign)
+    except x509.ExtensionNotFound:
+        return True
+
+
+class CADirectory:
+    """Paths and file access of one CA directory."""
+
+    def __init__(self, path: str):
+        if not path:
+            raise InputError('is required', 'ca_path')
+        self.path = os.path.abspath(os.path.expanduser(path))
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    @property
+    def state_path(self) -> str:
+        return self.file(STATE_FILE)
+
+    def is_initialised(self) -> bool:
+        return os.path.exists(self.file(CERT_FILE)) and os.path.exists(self.state_path)
+
+    def require_initialised(self) -> None:
+        if not os.path.isdir(self.path):
+            raise CAError('%s does not exist; create the CA first with certfleet.pki.ca' % self.path, 'ca_path')
+        if not self.is_initialised():
+            raise CAError('%s holds no certfleet CA (no %s and %s); create it with certfleet.pki.ca'
+                          % (self.path, CERT_FILE, STATE_FILE), 'ca_path')
+
+    def prepare(self) -> bool:
+        parent = os.path.dirname(self.path)
+        if not os.path.isdir(parent):
+            raise InputError('the parent folder %s does not exist' % parent, 'ca_path')
+        return ensure_private_dir(self.path)
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Exclusive lock between processes (creation, CRL publication)."""
+        fd = os.open(self.file(LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def write_public(self, name: str, data: bytes) -> None:
+        atomic_write(self.file(name), data, PUBLIC_FILE_MODE)
+
+    def write_secret(self, name: str, data: bytes) -> None:
+        atomic_write(self.file(name), data, 0o600)
+
+    def read(self, name: str) -> bytes | None:
+        return read_bytes(self.file(name))
+
+
+class CertificateAuthority:
+    """The CA certificate, its chain and (once unlocked) its key."""
+
+    def __init__(self, directory: CADirectory, certificate, chain: list, key=None):
+        self.directory = directory
+        self.certificate = certificate
+        self.chain = chain
+        self._key = key
+
+    @classmethod
+    def load(cls, directory: CADirectory) -> 'CertificateAuthority':
+        directory.require_initialised()
+        data = directory.read(CERT_FILE)
+        try:
+            certificate = x509.load_pem_x509_certificate(data)
+        except ValueError as exc:
+            raise CAError('%s is not a PEM certificate (%s)' % (directory.file(CERT_FILE), exc), 'ca_path')
+        chain_data = directory.read(CHAIN_FILE)
+        chain = x509.load_pem_x509_certificates(chain_data) if chain_data else []
+        return cls(directory, certificate, chain)
+
+    def unlock(self, passphrase, allow_missing: bool = False):
+        """Decrypt the CA key; proves the caller holds the passphrase."""
+        if self._key is not None:
+            return self._key
+        data = self.directory.read(KEY_FILE)
+        if data is None:
+            raise CAError('the CA key %s is missing' % self.directory.file(KEY_FILE), 'ca_path')
+        try:
+            key = load_private_key(data, passphrase, 'ca_path', 'ca_passphrase')
+        except PassphraseError as exc:
+            if 'wrong' in str(exc):
+                raise PassphraseError('wrong passphrase for the CA key %s' % self.directory.file(KEY_FILE),
+                                      'ca_passphrase')
+            raise PassphraseError('the CA key %s is encrypted; give ca_passphrase' % self.directory.file(KEY_FILE),
+                                  'ca_passphrase')
+        if not public_keys_match(key.public_key(), self.certificate.public_key()):
+            raise CAError('the CA key %s does not belong to the certificate %s'
+                          % (self.directory.file(KEY_FILE), self.directory.file(CERT_FILE)), 'ca_path')
+        self._key = key
+        return key
+
+    @property
+    def key(self):
+        if self._key is None:
+            raise CAError('the CA key is locked')
+        return self._key
+
+    def key_is_encrypted(self) -> bool:
+        data = self.directory.read(KEY_FILE) or b''
+        return b'ENCRYPTED' in data
+
+    @property
+    def not_after(self) -> datetime.datetime:
+        return self.certificate.not_valid_after_utc
+
+    @property
+    def not_before(self) -> datetime.datetime:
+        return self.certificate.not_valid_before_utc
+
+    def require_valid(self, now: datetime.datetime) -> None:
+        if now >= self.not_after:
+            raise CAError('the CA certificate expired at %s; it can no longer sign. Create a new CA or import a '
+                          'renewed CA certificate' % to_iso(self.not_after), 'ca_path')
+        if now < self.not_before:
+            raise CAError('the CA certificate is not valid before %s (is the clock right?)'
+                          % to_iso(self.not_before), 'ca_path')
+
+    def chain_pem(self) -> str:
+        certs = [self.certificate] + list(self.chain)
+        return ''.join(c.public_bytes(serialization.Encoding.PEM).decode('ascii') for c in certs)
+
+    def certificate_pem(self) -> str:
+        return self.certificate.public_bytes(serialization.Encoding.PEM).decode('ascii')
+
+    def summary(self) -> dict:
+        return {
+            'subject': self.certificate.subject.rfc4514_string(),
+            'serial': '%X' % self.certificate.serial_number,
+            'not_before': to_iso(self.not_before),
+            'not_after': to_iso(self.not_after),
+            'fingerprint_sha256': fingerprint(self.certificate),
+            'fingerprint_sha1': fingerprint(self.certificate, 'sha1'),
+            'key_type': key_type_of(self.certificate.public_key(), 'ca'),
+            'self_signed': self.certificate.issuer == self.certificate.subject,
+        }
+
+
+def check_imported_ca(certificate, key, chain: list, now: datetime.datetime) -> None:
+    """An imported CA must be a CA, match its key, be valid now, and chain to what was given."""
+    if not is_ca_certificate(certificate):
+        raise InputError('is not a CA certificate (basicConstraints CA:true with keyCertSign is required)',
+                         'import_certificate')
+    if not public_keys_match(certificate.public_key(), key.public_key()):
+        raise InputError('does not belong to import_certificate (the public keys differ)', 'import_private_key')
+    key_type_of(key.public_key(), 'import_private_key')
+    if now >= certificate.not_valid_after_utc:
+        raise InputError('expired at %s' % to_iso(certificate.not_valid_after_utc), 'import_certificate')
+    issuer = certificate
+    for index, parent in enumerate(chain):
+        if not verify_issued_by(issuer, parent):
+            raise InputError('certificate %d (%s) did not sign %s' % (index, parent.subject.rfc4514_string(),
+                                                                       issuer.subject.rfc4514_string()),
+                             'import_chain')
+        issuer = parent

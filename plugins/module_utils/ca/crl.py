@@ -1,0 +1,70 @@
+# -*- coding: utf-8 -*-
+# Copyright: certfleet.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""CRL building and reading (private module_utils)."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.keys import key_type_of, signature_hash_for
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.profiles import authority_key_identifier
+from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
+
+try:
+    from cryptography import x509
+except ImportError:
+    pass
+
+_REASON_FLAGS = {
+    'key_compromise': 'key_compromise',
+    'ca_compromise': 'ca_compromise',
+    'affiliation_changed': 'affiliation_changed',
+    'superseded': 'superseded',
+    'cessation_of_operation': 'cessation_of_operation',
+    'certificate_hold': 'certificate_hold',
+    'privilege_withdrawn': 'privilege_withdrawn',
+    'aa_compromise': 'aa_compromise',
+}
+
+
+def revocation_digest(entries) -> str:
+    """A fingerprint of the revocation list: changes whenever a revocation is added or altered."""
+    digest = hashlib.sha256()
+    for entry in sorted(entries, key=lambda e: e.serial):
+        digest.update(('%s|%s|%s\n' % (entry.serial, to_iso(entry.revoked_at), entry.reason)).encode('ascii'))
+    return digest.hexdigest()
+
+
+def build_crl(*, ca_certificate, ca_key, entries, number: int, this_update: datetime.datetime,
+              next_update: datetime.datetime):
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_certificate.subject)
+        .last_update(this_update)
+        .next_update(next_update)
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .add_extension(authority_key_identifier(ca_certificate), critical=False)
+    )
+    for entry in entries:
+        revoked = (x509.RevokedCertificateBuilder()
+                   .serial_number(int(entry.serial, 16))
+                   .revocation_date(entry.revoked_at))
+        # RFC 5280 5.3.1: reasonCode unspecified SHOULD be absent.
+        if entry.reason in _REASON_FLAGS:
+            revoked = revoked.add_extension(x509.CRLReason(getattr(x509.ReasonFlags, _REASON_FLAGS[entry.reason])),
+                                            critical=False)
+        builder = builder.add_revoked_certificate(revoked.build())
+    return builder.sign(ca_key, signature_hash_for(key_type_of(ca_key.public_key(), 'ca')))
+
+
+def crl_number(crl) -> int | None:
+    try:
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except x509.ExtensionNotFound:
+        return None
+
+
+def crl_serials(crl) -> set:
+    return {'%X' % revoked.serial_number for revoked in crl}

@@ -1,0 +1,126 @@
+# -*- coding: utf-8 -*-
+# Copyright: certfleet.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PKCS#12 packing in two encryption levels, and reading back how a file was made (private module_utils)."""
+
+from __future__ import annotations
+
+from ansible_collections.certfleet.pki.plugins.module_utils.ca import der
+from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
+
+try:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
+except ImportError:
+    pass
+
+ENCRYPTIONS = ('modern', 'legacy')
+# PBKDF2 iterations. Modern: OWASP's 2023 figure for PBKDF2-HMAC-SHA256. Legacy: what OpenSSL and the Windows
+# and macOS exporters of that era write; old importers are the reason to choose legacy at all.
+DEFAULT_ITERATIONS = {'modern': 600000, 'legacy': 2048}
+
+_PBES2 = '1.2.840.113549.1.5.13'
+_PBKDF2 = '1.2.840.113549.1.5.12'
+_AES256_CBC = '2.16.840.1.101.3.4.1.42'
+_SHA1_3DES = '1.2.840.113549.1.12.1.3'
+_SHA1_RC2_40 = '1.2.840.113549.1.12.1.6'
+_DATA = '1.2.840.113549.1.7.1'
+_ENCRYPTED_DATA = '1.2.840.113549.1.7.6'
+_SHROUDED_KEY_BAG = '1.2.840.113549.1.12.10.1.2'
+_MAC_DIGESTS = {'1.3.14.3.2.26': 'sha1', '2.16.840.1.101.3.4.2.1': 'sha256', '2.16.840.1.101.3.4.2.2': 'sha384',
+                '2.16.840.1.101.3.4.2.3': 'sha512'}
+
+
+def validate_password(password, field: str = 'password') -> bytes:
+    if password is None or password == '':
+        raise InputError('a non-empty password is required to protect the private key', field)
+    return str(password).encode('utf-8')
+
+
+def serialize(*, key, certificate, chain: list, password, encryption: str = 'modern',
+              friendly_name: str | None = None, iterations: int | None = None) -> bytes:
+    if encryption not in ENCRYPTIONS:
+        raise InputError('unknown encryption %r (use modern or legacy)' % encryption, 'encryption')
+    secret = validate_password(password)
+    rounds = iterations or DEFAULT_ITERATIONS[encryption]
+    if rounds < 1000:
+        raise InputError('at least 1000 PBKDF2 iterations are required, got %d' % rounds, 'iterations')
+    builder = PrivateFormat.PKCS12.encryption_builder().kdf_rounds(rounds)
+    if encryption == 'modern':
+        builder = builder.key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC).hmac_hash(hashes.SHA256())
+    else:
+        builder = builder.key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC).hmac_hash(hashes.SHA1())
+    name = friendly_name.encode('utf-8') if friendly_name else None
+    return pkcs12.serialize_key_and_certificates(name, key, certificate, chain or None, builder.build(secret))
+
+
+def load(data: bytes, password):
+    """Return the parsed PKCS12KeyAndCertificates, or None when the password does not open it."""
+    try:
+        return pkcs12.load_pkcs12(data, validate_password(password))
+    except ValueError:
+        return None
+
+
+def _algorithm(sequence_value: bytes) -> tuple:
+    """AlgorithmIdentifier -> (scheme, iterations)."""
+    items = der.children(sequence_value)
+    oid = der.decode_oid(items[0][1])
+    if oid == _PBES2:
+        kdf, scheme = der.children(items[1][1])
+        kdf_items = der.children(kdf[1])
+        kdf_params = der.children(kdf_items[1][1])
+        iterations = der.decode_int(kdf_params[1][1])
+        cipher = der.decode_oid(der.children(scheme[1])[0][1])
+        return ('modern' if cipher == _AES256_CBC else 'pbes2:' + cipher), iterations
+    if oid in (_SHA1_3DES, _SHA1_RC2_40):
+        params = der.children(items[1][1])
+        return ('legacy' if oid == _SHA1_3DES else 'rc2-40'), der.decode_int(params[1][1])
+    return oid, None
+
+
+def describe(data: bytes) -> dict:
+    """Tell how a PKCS#12 file is protected without decrypting it.
+
+    Returns ``encryption`` (modern, legacy, or a description of anything else), ``iterations`` (PBKDF2 rounds of
+    the key) and ``mac`` (digest name).
+    """
+    try:
+        _tag, pfx, _end = der.read_tlv(data)
+        version, auth_safe, *rest = der.children(pfx)
+        content_type, content = der.children(auth_safe[1])
+        if der.decode_oid(content_type[1]) != _DATA:
+            raise der.DERError('public-key protected PKCS#12 is not supported')
+        octets = der.children(content[1])[0][1]
+        schemes = set()
+        key_iterations = None
+        for _tag, info in der.children(der.read_tlv(octets)[1]):
+            info_type, info_content = der.children(info)
+            kind = der.decode_oid(info_type[1])
+            body = der.children(info_content[1])[0][1]
+            if kind == _ENCRYPTED_DATA:
+                encrypted_content_info = der.children(body)[1][1]
+                algorithm = der.children(encrypted_content_info)[1][1]
+                schemes.add(_algorithm(algorithm)[0])
+            elif kind == _DATA:
+                for _bag_tag, bag in der.children(der.read_tlv(body)[1]):
+                    bag_items = der.children(bag)
+                    if der.decode_oid(bag_items[0][1]) == _SHROUDED_KEY_BAG:
+                        encrypted_key_info = der.children(bag_items[1][1])[0][1]
+                        scheme, key_iterations = _algorithm(der.children(encrypted_key_info)[0][1])
+                        schemes.add(scheme)
+        mac = None
+        if rest:
+            digest_info = der.children(rest[0][1])[0][1]
+            mac_oid = der.decode_oid(der.children(der.children(digest_info)[0][1])[0][1])
+            mac = _MAC_DIGESTS.get(mac_oid, mac_oid)
+        del version
+    except (der.DERError, IndexError, ValueError) as exc:
+        raise InputError('not a readable PKCS#12 file (%s)' % exc)
+    if len(schemes) == 1:
+        encryption = schemes.pop()
+    elif not schemes:
+        encryption = 'none'
+    else:
+        encryption = 'mixed:' + ','.join(sorted(schemes))
+    return {'encryption': encryption, 'iterations': key_iterations, 'mac': mac}

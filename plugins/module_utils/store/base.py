@@ -1,0 +1,155 @@
+# -*- coding: utf-8 -*-
+# Copyright: certfleet.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The CA's state: the record type and the store interface (private module_utils).
+
+The embedded default is :class:`SQLiteStore`; a shared SQL store implements the same interface.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime
+from dataclasses import dataclass, field
+
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.names import subject_display
+from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
+
+REVOCATION_REASONS = ('unspecified', 'key_compromise', 'ca_compromise', 'affiliation_changed', 'superseded',
+                      'cessation_of_operation', 'certificate_hold', 'privilege_withdrawn', 'aa_compromise')
+
+KEY_HELD = 'held'          # the CA host generated the key and holds it, encrypted, for pickup
+KEY_PURGED = 'purged'      # held once; purged after its retention window
+KEY_ENDPOINT = 'endpoint'  # issued from a CSR: the key never left the endpoint
+
+
+@dataclass
+class CertificateRecord:
+    serial: str
+    identity: str
+    subject: dict
+    subject_text: str
+    sans: list
+    profile: str
+    key_type: str
+    key_status: str
+    public_key_sha256: str
+    not_before: datetime.datetime
+    not_after: datetime.datetime
+    fingerprint_sha256: str
+    fingerprint_sha1: str
+    pem: str
+    issued_at: datetime.datetime
+    status: str = 'valid'
+    is_current: bool = False
+    pending_revocation: bool = False
+    revoked_at: datetime.datetime | None = None
+    revocation_reason: str | None = None
+    renews: str | None = None
+    renewed_by: str | None = None
+    key_retain_until: datetime.datetime | None = None
+    key_purged_at: datetime.datetime | None = None
+    extra: dict = field(default_factory=dict)
+
+    def state(self, now: datetime.datetime) -> str:
+        """valid, revoked or expired (expired is derived from the clock, never stored)."""
+        if self.status == 'revoked':
+            return 'revoked'
+        if now >= self.not_after:
+            return 'expired'
+        return 'valid'
+
+    def to_result(self, now: datetime.datetime, include_pem: bool = False) -> dict:
+        """A result dict without any secret."""
+        result = {
+            'serial': self.serial,
+            'identity': self.identity,
+            'subject': self.subject_text,
+            'subject_fields': subject_display(self.subject),
+            'sans': list(self.sans),
+            'profile': self.profile,
+            'key_type': self.key_type,
+            'key_status': self.key_status,
+            'not_before': to_iso(self.not_before),
+            'not_after': to_iso(self.not_after),
+            'fingerprint_sha256': self.fingerprint_sha256,
+            'fingerprint_sha1': self.fingerprint_sha1,
+            'status': self.state(now),
+            'current': self.is_current,
+            'pending_revocation': self.pending_revocation,
+            'revoked_at': to_iso(self.revoked_at),
+            'revocation_reason': self.revocation_reason,
+            'renews': self.renews,
+            'renewed_by': self.renewed_by,
+            'issued_at': to_iso(self.issued_at),
+            'key_retain_until': to_iso(self.key_retain_until),
+            'days_left': max(0, int((self.not_after - now).total_seconds() // 86400)),
+        }
+        if include_pem:
+            result['certificate'] = self.pem
+        return result
+
+
+@dataclass
+class RevokedEntry:
+    serial: str
+    revoked_at: datetime.datetime
+    reason: str
+
+
+class CertificateStore(abc.ABC):
+    """What the CA needs from its state. Writes happen only inside ``write()``; every method is one statement."""
+
+    @abc.abstractmethod
+    def write(self):
+        """Context manager: one serialised write transaction (commits on success, rolls back on error)."""
+
+    @abc.abstractmethod
+    def read(self):
+        """Context manager: a consistent read snapshot."""
+
+    @abc.abstractmethod
+    def get_meta(self, key: str, default=None): ...
+
+    @abc.abstractmethod
+    def set_meta(self, key: str, value) -> None: ...
+
+    @abc.abstractmethod
+    def current(self, identity: str) -> CertificateRecord | None: ...
+
+    @abc.abstractmethod
+    def get(self, serial: str) -> CertificateRecord | None: ...
+
+    @abc.abstractmethod
+    def find(self, identity: str | None = None, serials: list | None = None) -> list: ...
+
+    @abc.abstractmethod
+    def serial_exists(self, serial: str) -> bool: ...
+
+    @abc.abstractmethod
+    def insert(self, record: CertificateRecord, wrapped_key: bytes | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def supersede(self, old_serial: str, new_serial: str) -> None: ...
+
+    @abc.abstractmethod
+    def revoke(self, serial: str, at: datetime.datetime, reason: str) -> None: ...
+
+    @abc.abstractmethod
+    def revoked_entries(self) -> list: ...
+
+    @abc.abstractmethod
+    def wrapped_key(self, serial: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    def purge_keys(self, now: datetime.datetime) -> list: ...
+
+    @abc.abstractmethod
+    def append_audit(self, at: datetime.datetime, action: str, identity: str | None, serials: list,
+                     outcome: str, detail: dict | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def audit_entries(self, identity: str | None = None, limit: int | None = None) -> list: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...

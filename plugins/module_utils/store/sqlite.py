@@ -1,0 +1,404 @@
+# -*- coding: utf-8 -*-
+# Copyright: certfleet.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The embedded store: SQLite in WAL mode, one BEGIN IMMEDIATE transaction per change (private module_utils).
+
+Concurrency: every write takes the database's write lock up front (BEGIN IMMEDIATE), so a transaction never has
+to upgrade a read lock, which is what makes SQLite fail with "database is locked" under load. Waiting writers
+sleep in SQLite's busy handler, and a bounded retry covers the moments the busy handler does not (WAL recovery,
+first open). Invariants the schema enforces whatever the caller does: one current certificate per identity,
+unique serials and fingerprints, a revoked certificate stays revoked, certificates are never deleted, and the
+audit log is append-only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import sqlite3
+import time
+
+from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import StoreError
+from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import from_iso, to_iso
+from ansible_collections.certfleet.pki.plugins.module_utils.store.base import (
+    CertificateRecord, CertificateStore, KEY_HELD, KEY_PURGED, RevokedEntry,
+)
+
+APPLICATION_ID = 0x43464B49  # 'CFKI': marks the file as a certfleet state database
+BUSY_TIMEOUT_SECONDS = 120.0
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE certificates (
+    serial TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    subject_json TEXT NOT NULL,
+    sans_json TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    key_type TEXT NOT NULL,
+    key_status TEXT NOT NULL CHECK (key_status IN ('held', 'purged', 'endpoint')),
+    public_key_sha256 TEXT NOT NULL,
+    not_before TEXT NOT NULL,
+    not_after TEXT NOT NULL,
+    fingerprint_sha256 TEXT NOT NULL UNIQUE,
+    fingerprint_sha1 TEXT NOT NULL,
+    pem TEXT NOT NULL,
+    issued_at TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'valid' CHECK (status IN ('valid', 'revoked')),
+    is_current INTEGER NOT NULL DEFAULT 0 CHECK (is_current IN (0, 1)),
+    pending_revocation INTEGER NOT NULL DEFAULT 0 CHECK (pending_revocation IN (0, 1)),
+    revoked_at TEXT,
+    revocation_reason TEXT,
+    renews TEXT REFERENCES certificates(serial),
+    renewed_by TEXT REFERENCES certificates(serial),
+    key_retain_until TEXT,
+    key_purged_at TEXT
+);
+CREATE UNIQUE INDEX certificates_one_current ON certificates(identity) WHERE is_current = 1;
+CREATE INDEX certificates_identity ON certificates(identity, issued_at);
+CREATE INDEX certificates_not_after ON certificates(not_after);
+CREATE INDEX certificates_revoked ON certificates(status) WHERE status = 'revoked';
+CREATE TABLE held_keys (
+    serial TEXT PRIMARY KEY REFERENCES certificates(serial),
+    wrapped BLOB NOT NULL,
+    retain_until TEXT NOT NULL
+);
+CREATE INDEX held_keys_retain_until ON held_keys(retain_until);
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    action TEXT NOT NULL,
+    identity TEXT,
+    serials TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER certificates_never_deleted BEFORE DELETE ON certificates
+BEGIN SELECT RAISE(ABORT, 'certificates are never deleted from the store'); END;
+CREATE TRIGGER certificates_stay_revoked BEFORE UPDATE OF status ON certificates
+WHEN OLD.status = 'revoked' AND NEW.status <> 'revoked'
+BEGIN SELECT RAISE(ABORT, 'a revoked certificate stays revoked'); END;
+"""
+
+# version -> SQL that brings the previous version to it. Append only; never edit a released step.
+MIGRATIONS = {
+    1: _SCHEMA_V1,
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+REQUIRED_TABLES = {'meta', 'certificates', 'held_keys', 'audit'}
+
+_COLUMNS = ('serial, identity, subject, subject_json, sans_json, profile, key_type, key_status, public_key_sha256, '
+            'not_before, not_after, fingerprint_sha256, fingerprint_sha1, pem, issued_at, status, is_current, '
+            'pending_revocation, revoked_at, revocation_reason, renews, renewed_by, key_retain_until, key_purged_at')
+
+
+def _is_busy(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return 'locked' in text or 'busy' in text
+
+
+def _record(row) -> CertificateRecord:
+    return CertificateRecord(
+        serial=row[0], identity=row[1], subject_text=row[2], subject=json.loads(row[3]), sans=json.loads(row[4]),
+        profile=row[5], key_type=row[6], key_status=row[7], public_key_sha256=row[8],
+        not_before=from_iso(row[9]), not_after=from_iso(row[10]), fingerprint_sha256=row[11],
+        fingerprint_sha1=row[12], pem=row[13], issued_at=from_iso(row[14]), status=row[15],
+        is_current=bool(row[16]), pending_revocation=bool(row[17]), revoked_at=from_iso(row[18]),
+        revocation_reason=row[19], renews=row[20], renewed_by=row[21], key_retain_until=from_iso(row[22]),
+        key_purged_at=from_iso(row[23]),
+    )
+
+
+class SQLiteStore(CertificateStore):
+    def __init__(self, path: str, create: bool = False, timeout: float = BUSY_TIMEOUT_SECONDS):
+        self.path = path
+        self.timeout = timeout
+        if not create:
+            self._check_file()
+        old_umask = os.umask(0o077)  # state.db, -wal and -shm are born 0600
+        try:
+            self._conn = self._retry(lambda: sqlite3.connect(path, timeout=timeout, isolation_level=None))
+            self._configure()
+            if create:
+                self._retry(lambda: self._conn.execute('PRAGMA journal_mode=WAL'))
+            self._migrate(create)
+        except sqlite3.DatabaseError as exc:
+            self._close_quietly()
+            if _is_busy(exc):
+                raise StoreError('%s stayed locked for more than %d seconds' % (path, timeout))
+            raise StoreError('%s is not a usable certfleet state database (%s)' % (path, exc), 'ca_path')
+        finally:
+            os.umask(old_umask)
+        self._in_transaction = False
+
+    # -- opening ----------------------------------------------------------------------------------------------
+    def _check_file(self) -> None:
+        try:
+            with open(self.path, 'rb') as handle:
+                header = handle.read(100)
+        except FileNotFoundError:
+            raise StoreError('%s does not exist' % self.path, 'ca_path')
+        if len(header) < 100 or not header.startswith(b'SQLite format 3\x00'):
+            raise StoreError('%s is corrupted or not an SQLite database (bad header); restore it from a backup'
+                             % self.path, 'ca_path')
+        application_id = int.from_bytes(header[68:72], 'big')
+        if application_id != APPLICATION_ID:
+            raise StoreError('%s is an SQLite database of another application, not a certfleet state database'
+                             % self.path, 'ca_path')
+
+    def _configure(self) -> None:
+        conn = self._conn
+        conn.execute('PRAGMA busy_timeout=%d' % int(self.timeout * 1000))
+        conn.execute('PRAGMA foreign_keys=ON')
+        conn.execute('PRAGMA synchronous=FULL')   # a CA must not lose a revocation to a power cut
+        conn.execute('PRAGMA secure_delete=ON')   # purged keys are overwritten, not just unlinked
+
+    def _retry(self, action):
+        deadline = time.monotonic() + self.timeout
+        delay = 0.01
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.5)
+
+    def _migrate(self, create: bool) -> None:
+        conn = self._conn
+        version = conn.execute('PRAGMA user_version').fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError('%s has schema version %d, newer than this certfleet.pki supports (%d); upgrade the '
+                             'collection' % (self.path, version, SCHEMA_VERSION), 'ca_path')
+        if version == SCHEMA_VERSION:
+            self._check_tables()
+            return
+        if version == 0 and not create:
+            raise StoreError('%s holds no certfleet schema' % self.path, 'ca_path')
+        self._retry(lambda: conn.execute('BEGIN IMMEDIATE'))
+        try:
+            version = conn.execute('PRAGMA user_version').fetchone()[0]  # another process may have migrated
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _split_sql(MIGRATIONS[target]):
+                    conn.execute(statement)
+                conn.execute('PRAGMA user_version=%d' % target)
+            conn.execute('PRAGMA application_id=%d' % APPLICATION_ID)
+            conn.execute('COMMIT')
+        except BaseException:
+            conn.execute('ROLLBACK')
+            raise
+        self._check_tables()
+
+    def _check_tables(self) -> None:
+        tables = {row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        missing = REQUIRED_TABLES - tables
+        if missing:
+            raise StoreError('%s lacks the tables %s; it is damaged' % (self.path, ', '.join(sorted(missing))),
+                             'ca_path')
+
+    def _close_quietly(self) -> None:
+        conn = getattr(self, '_conn', None)
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        self._close_quietly()
+        self._conn = None
+
+    @property
+    def schema_version(self) -> int:
+        return self._conn.execute('PRAGMA user_version').fetchone()[0]
+
+    # -- transactions -----------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def write(self):
+        if self._in_transaction:
+            raise StoreError('nested write transaction')
+        self._retry(lambda: self._conn.execute('BEGIN IMMEDIATE'))
+        self._in_transaction = True
+        try:
+            yield self
+            self._retry(lambda: self._conn.execute('COMMIT'))
+        except BaseException:
+            self._conn.execute('ROLLBACK')
+            raise
+        finally:
+            self._in_transaction = False
+
+    @contextlib.contextmanager
+    def read(self):
+        if self._in_transaction:
+            yield self
+            return
+        self._retry(lambda: self._conn.execute('BEGIN'))
+        self._in_transaction = True
+        try:
+            yield self
+        finally:
+            self._conn.execute('COMMIT')
+            self._in_transaction = False
+
+    def _exec(self, sql: str, params=()):
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.IntegrityError as exc:
+            raise StoreError('the store refused a change: %s' % exc)
+        except sqlite3.DatabaseError as exc:
+            if _is_busy(exc):
+                raise
+            raise StoreError('%s: %s' % (self.path, exc), 'ca_path')
+
+    # -- meta -------------------------------------------------------------------------------------------------
+    def get_meta(self, key: str, default=None):
+        row = self._exec('SELECT value FROM meta WHERE key = ?', (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_meta(self, key: str, value) -> None:
+        self._exec('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value',
+                   (key, json.dumps(value, sort_keys=True)))
+
+    # -- certificates -----------------------------------------------------------------------------------------
+    def current(self, identity: str) -> CertificateRecord | None:
+        row = self._exec('SELECT %s FROM certificates WHERE identity = ? AND is_current = 1' % _COLUMNS,
+                         (identity,)).fetchone()
+        return _record(row) if row else None
+
+    def get(self, serial: str) -> CertificateRecord | None:
+        row = self._exec('SELECT %s FROM certificates WHERE serial = ?' % _COLUMNS, (serial,)).fetchone()
+        return _record(row) if row else None
+
+    def find(self, identity: str | None = None, serials: list | None = None) -> list:
+        sql = 'SELECT %s FROM certificates' % _COLUMNS
+        clauses, params = [], []
+        if identity is not None:
+            clauses.append('identity = ?')
+            params.append(identity)
+        if serials is not None:
+            if not serials:
+                return []
+            clauses.append('serial IN (%s)' % ','.join('?' * len(serials)))
+            params.extend(serials)
+        if clauses:
+            sql += ' WHERE ' + ' AND '.join(clauses)
+        sql += ' ORDER BY identity, issued_at, serial'
+        return [_record(row) for row in self._exec(sql, params)]
+
+    def serial_exists(self, serial: str) -> bool:
+        return self._exec('SELECT 1 FROM certificates WHERE serial = ?', (serial,)).fetchone() is not None
+
+    def identity_has_history(self, identity: str) -> bool:
+        return self._exec('SELECT 1 FROM certificates WHERE identity = ? LIMIT 1', (identity,)).fetchone() is not None
+
+    def insert(self, record: CertificateRecord, wrapped_key: bytes | None = None) -> None:
+        self._exec(
+            'INSERT INTO certificates (%s) VALUES (%s)' % (_COLUMNS, ','.join('?' * 24)),
+            (record.serial, record.identity, record.subject_text, json.dumps(record.subject, sort_keys=True),
+             json.dumps(record.sans), record.profile, record.key_type, record.key_status, record.public_key_sha256,
+             to_iso(record.not_before), to_iso(record.not_after), record.fingerprint_sha256, record.fingerprint_sha1,
+             record.pem, to_iso(record.issued_at), record.status, int(record.is_current),
+             int(record.pending_revocation), to_iso(record.revoked_at), record.revocation_reason, record.renews,
+             record.renewed_by, to_iso(record.key_retain_until), to_iso(record.key_purged_at)))
+        if wrapped_key is not None:
+            self._exec('INSERT INTO held_keys (serial, wrapped, retain_until) VALUES (?, ?, ?)',
+                       (record.serial, wrapped_key, to_iso(record.key_retain_until)))
+
+    def supersede(self, old_serial: str, new_serial: str) -> None:
+        """The old certificate stops being current, stays valid, and waits for revocation."""
+        self._exec('UPDATE certificates SET is_current = 0, pending_revocation = 1 WHERE serial = ?', (old_serial,))
+
+    def link_renewal(self, old_serial: str, new_serial: str) -> None:
+        self._exec('UPDATE certificates SET renewed_by = ? WHERE serial = ?', (new_serial, old_serial))
+
+    def clear_current(self, serial: str) -> None:
+        self._exec('UPDATE certificates SET is_current = 0 WHERE serial = ?', (serial,))
+
+    def revoke(self, serial: str, at, reason: str) -> None:
+        self._exec("UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?, "
+                   "is_current = 0, pending_revocation = 0 WHERE serial = ? AND status = 'valid'",
+                   (to_iso(at), reason, serial))
+
+    def revoked_entries(self) -> list:
+        rows = self._exec("SELECT serial, revoked_at, revocation_reason FROM certificates WHERE status = 'revoked' "
+                          "ORDER BY revoked_at, serial")
+        return [RevokedEntry(serial=row[0], revoked_at=from_iso(row[1]), reason=row[2]) for row in rows]
+
+    def counts(self, now) -> dict:
+        now_text = to_iso(now)
+        row = self._exec(
+            "SELECT COUNT(*), "
+            "SUM(status = 'valid' AND not_after > ?), "
+            "SUM(status = 'revoked'), "
+            "SUM(status = 'valid' AND not_after <= ?), "
+            "SUM(pending_revocation = 1 AND status = 'valid'), "
+            "COUNT(DISTINCT identity) FROM certificates", (now_text, now_text)).fetchone()
+        return {'total': row[0], 'valid': row[1] or 0, 'revoked': row[2] or 0, 'expired': row[3] or 0,
+                'pending_revocation': row[4] or 0, 'identities': row[5]}
+
+    # -- held keys --------------------------------------------------------------------------------------------
+    def wrapped_key(self, serial: str) -> bytes | None:
+        row = self._exec('SELECT wrapped FROM held_keys WHERE serial = ?', (serial,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def purge_keys(self, now) -> list:
+        now_text = to_iso(now)
+        serials = [row[0] for row in self._exec('SELECT serial FROM held_keys WHERE retain_until <= ?', (now_text,))]
+        if serials:
+            marks = ','.join('?' * len(serials))
+            self._exec('DELETE FROM held_keys WHERE serial IN (%s)' % marks, serials)
+            self._exec('UPDATE certificates SET key_status = ?, key_purged_at = ? WHERE serial IN (%s)' % marks,
+                       [KEY_PURGED, now_text] + serials)
+        return serials
+
+    def drop_key(self, serial: str, now) -> bool:
+        cursor = self._exec('DELETE FROM held_keys WHERE serial = ?', (serial,))
+        if cursor.rowcount:
+            self._exec('UPDATE certificates SET key_status = ?, key_purged_at = ? WHERE serial = ? AND key_status = ?',
+                       (KEY_PURGED, to_iso(now), serial, KEY_HELD))
+        return bool(cursor.rowcount)
+
+    # -- audit ------------------------------------------------------------------------------------------------
+    def append_audit(self, at, action: str, identity: str | None, serials: list, outcome: str,
+                     detail: dict | None = None) -> None:
+        self._exec('INSERT INTO audit (at, action, identity, serials, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)',
+                   (to_iso(at), action, identity, json.dumps(list(serials)), outcome,
+                    json.dumps(detail or {}, sort_keys=True)))
+
+    def audit_entries(self, identity: str | None = None, limit: int | None = None) -> list:
+        sql = 'SELECT id, at, action, identity, serials, outcome, detail FROM audit'
+        params: list = []
+        if identity is not None:
+            sql += ' WHERE identity = ?'
+            params.append(identity)
+        sql += ' ORDER BY id DESC' if limit else ' ORDER BY id'
+        if limit:
+            sql += ' LIMIT %d' % int(limit)
+        rows = list(self._exec(sql, params))
+        if limit:
+            rows.reverse()
+        return [{'id': row[0], 'at': row[1], 'action': row[2], 'identity': row[3], 'serials': json.loads(row[4]),
+                 'outcome': row[5], 'detail': json.loads(row[6])} for row in rows]
+
+
+def _split_sql(script: str) -> list:
+    """Split a migration into statements; triggers keep their inner semicolons."""
+    statements, buffer = [], []
+    for line in script.strip().splitlines():
+        buffer.append(line)
+        text = '\n'.join(buffer).strip()
+        if text.endswith(';') and sqlite3.complete_statement(text):
+            statements.append(text)
+            buffer = []
+    if buffer and '\n'.join(buffer).strip():
+        statements.append('\n'.join(buffer).strip())
+    return statements
