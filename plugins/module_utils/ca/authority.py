@@ -160,10 +160,13 @@ class CADirectory:
             raise CAError('%s holds no certfleet CA (no %s and %s); create it with certfleet.pki.ca'
                           % (self.path, CERT_FILE, STATE_FILE), 'ca_path')
 
-    def prepare(self) -> bool:
+    def check_parent(self) -> None:
         parent = os.path.dirname(self.path)
         if not os.path.isdir(parent):
             raise InputError('the parent folder %s does not exist' % parent, 'ca_path')
+
+    def prepare(self) -> bool:
+        self.check_parent()
         return ensure_private_dir(self.path)
 
     @contextlib.contextmanager
@@ -288,7 +291,7 @@ def check_imported_ca(certificate, key, chain: list, now: datetime.datetime) -> 
     issuer = certificate
     for index, parent in enumerate(chain):
         if not verify_issued_by(issuer, parent):
-            raise InputError('certificate %d (%s) did not sign %s' % (index, parent.subject.rfc4514_string(),
-                                                                       issuer.subject.rfc4514_string()),
+            raise InputError('certificate %d (%s) did not sign %s'
+                             % (index, parent.subject.rfc4514_string(), issuer.subject.rfc4514_string()),
                              'import_chain')
         issuer = parent

@@ -63,7 +63,7 @@ def normalize_subject(subject, field: str = 'subject') -> dict:
     if subject is None:
         return {}
     if not isinstance(subject, dict):
-        raise InputError('expected a dict of attribute names to values, such as {CN: alice, O: Example}', field)
+        raise InputError('expected a dict of attribute names to values, such as {CN: alice, O: Example}', field=field)
     result = {}
     for name, value in subject.items():
         short = canonical_attribute(name, field)
@@ -217,7 +217,7 @@ def general_names_to_sans(names) -> list:
     result = []
     for name in names:
         if isinstance(name, x509.RFC822Name):
-            local, _, domain = name.value.rpartition('@')
+            local, _at, domain = name.value.rpartition('@')
             result.append('email:%s@%s' % (local, domain.lower()))
         elif isinstance(name, x509.DNSName):
             result.append('DNS:' + name.value.lower())
@@ -250,4 +250,3 @@ def san_domain(san: str) -> str | None:
     if kind == 'DNS':
         return value
     return None
-

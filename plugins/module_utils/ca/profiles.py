@@ -115,4 +115,3 @@ def certificate_profile(certificate) -> str | None:
         if tuple(sorted(wanted)) == oids:
             return name
     return None
-

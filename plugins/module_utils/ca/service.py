@@ -26,7 +26,8 @@ from ansible_collections.certfleet.pki.plugins.module_utils.ca.keys import (
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.keywrap import KeyWrapper, new_salt
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.names import (
-    certificate_sans, general_names_to_sans, name_to_subject, normalize_sans, normalize_subject, subject_display, subject_to_name,
+    certificate_sans, general_names_to_sans, name_to_subject, normalize_sans, normalize_subject, subject_display,
+    subject_to_name,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.policy import Policy
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.profiles import (
@@ -150,7 +151,7 @@ def ensure_ca(*, ca_path: str, ca_passphrase=None, subject=None, key_type: str =
         new_subject = normalize_subject(subject, 'subject')
         if not new_subject:
             raise InputError('is required to create a CA (for example {CN: Example Client CA, O: Example})',
-                             'subject')
+                             field='subject')
         subject_name = subject_to_name(new_subject)
 
     config_wanted = {'crl_url': crl_url, 'policy': wanted_policy.to_dict()}
@@ -161,6 +162,7 @@ def ensure_ca(*, ca_path: str, ca_passphrase=None, subject=None, key_type: str =
 
     result_base = {'changed': True, 'warnings': warnings, 'policy': wanted_policy.display(), 'crl_url': crl_url,
                    'ca_path': directory.path}
+    directory.check_parent()  # before check mode returns: the prediction must fail like the real run would
     if check_mode:
         action = 'imported' if importing else 'created'
         return dict(result_base, action=action, certificate=None,
@@ -223,6 +225,7 @@ def _update_existing_ca(directory, ca_passphrase, config_wanted, wanted_policy, 
                         importing, warnings, check_mode, now) -> dict:
     ca = CertificateAuthority.load(directory)
     ca.unlock(ca_passphrase)
+    ca.require_valid(now)  # an expired CA cannot be "ensured": say so instead of reporting it as fine
     if importing:
         if fingerprint(imported[0]) != fingerprint(ca.certificate):
             raise CAError('%s already holds another CA (%s); refusing to replace it with the imported certificate'
@@ -383,12 +386,13 @@ class ManagedCA:
         else:
             used_type = validate_key_type(key_type)
         if not parsed_subject:
-            raise InputError('is required (at least CN), for example {CN: Alice Example}', 'subject')
+            raise InputError('is required (at least CN), for example {CN: Alice Example}', field='subject')
         parsed_sans = parsed_sans or []
         parsed_subject = self.policy.complete_subject(parsed_subject)
         self.policy.check_names(parsed_subject, parsed_sans, email=_email_san(email))
         self.policy.check_key_type(used_type, 'csr' if csr else 'key_type')
         now = self.clock()
+        self.authority.require_valid(now)  # an expired CA is the reason, not the requested validity
         self.policy.check_validity(days, now + datetime.timedelta(days=days), self.authority.not_after)
         return Wanted(identity=identity, subject=parsed_subject, sans=parsed_sans, profile=profile,
                       key_type=used_type, valid_days=days, window=window, force=bool(force), csr=request,
@@ -519,6 +523,7 @@ class ManagedCA:
             targets = [r for r in select() if r.status == 'valid']  # re-read under the write lock
             for record in targets:
                 self.store.revoke(record.serial, now, reason)
+                self.store.drop_key(record.serial, now)  # nobody needs the key of a revoked certificate
                 self.store.append_audit(now, 'revoke', record.identity, [record.serial], 'revoked',
                                         {'reason': reason, 'was_current': record.is_current,
                                          'was_pending_revocation': record.pending_revocation})
@@ -534,11 +539,11 @@ class ManagedCA:
         if identity is not None:
             identity = validate_identity(identity)
         serials = [normalize_serial(serial)] if serial is not None else None
+        now = self.clock()
         horizon = None
         if expiring_within is not None:
-            horizon = self.clock() + datetime.timedelta(days=parse_positive_days(expiring_within, 'expiring_within',
-                                                                                  allow_zero=True))
-        now = self.clock()
+            days = parse_positive_days(expiring_within, 'expiring_within', allow_zero=True)
+            horizon = now + datetime.timedelta(days=days)
         with self.store.read():
             records = self.store.find(identity=identity, serials=serials)
             counts = self.store.counts(now)
@@ -597,10 +602,11 @@ class ManagedCA:
             wrapped = self.store.wrapped_key(record.serial) if include_key else None
         if record.status == 'revoked':
             raise InputError('certificate %s was revoked at %s (%s); a revoked certificate is not exported'
-                             % (record.serial, to_iso(record.revoked_at), record.revocation_reason), 'serial')
+                             % (record.serial, to_iso(record.revoked_at), record.revocation_reason),
+                             'serial' if serial is not None else 'identity')
         key = None
         if include_key:
-            key = self._held_key(record, wrapped, now)
+            key = self._held_key(record, wrapped, now, 'serial' if serial is not None else 'identity')
         certificate = x509.load_pem_x509_certificate(record.pem.encode('ascii'))
         chain = [self.authority.certificate] + list(self.authority.chain) if include_chain else []
         name = friendly_name or record.identity
@@ -641,18 +647,18 @@ class ManagedCA:
                                      'encryption': wanted['encryption']})
         return result
 
-    def _held_key(self, record: CertificateRecord, wrapped, now):
+    def _held_key(self, record: CertificateRecord, wrapped, now, field: str):
         if record.key_status == KEY_ENDPOINT:
             raise KeyUnavailableError('certificate %s was issued from a CSR: its private key never left the endpoint '
-                                      'and the CA cannot export it' % record.serial, 'serial')
+                                      'and the CA cannot export it' % record.serial, field)
         if record.key_status == KEY_PURGED or wrapped is None:
             raise KeyUnavailableError('the private key of certificate %s was purged at %s after its key_retention '
                                       'window; it can no longer be exported (renew with force to get a new one)'
-                                      % (record.serial, to_iso(record.key_purged_at) or 'an earlier run'), 'serial')
+                                      % (record.serial, to_iso(record.key_purged_at) or 'an earlier run'), field)
         if record.key_retain_until is not None and now >= record.key_retain_until:
             raise KeyUnavailableError('the retention window of the private key of certificate %s ended at %s; it '
                                       'can no longer be exported and will be purged'
-                                      % (record.serial, to_iso(record.key_retain_until)), 'serial')
+                                      % (record.serial, to_iso(record.key_retain_until)), field)
         return self._wrapper().unwrap(wrapped, record.serial)
 
     # -- CRL ---------------------------------------------------------------------------------------------------
@@ -691,7 +697,9 @@ class ManagedCA:
                 if state.get('next_update_days') != days:
                     reasons.append('next_update_days changed')
             regenerate = bool(reasons)
-            number = max(int(state.get('number', 0)), crl_lib.crl_number(published) or 0 if published else 0)
+            # `published is not None`, not `if published`: a CRL object with no entries is falsy (len() == 0).
+            published_number = (crl_lib.crl_number(published) or 0) if published is not None else 0
+            number = max(int(state.get('number', 0)), published_number)
             if regenerate:
                 number += 1
                 if check_mode:
@@ -759,7 +767,7 @@ def _diff_view(record: CertificateRecord | None) -> dict:
 def _email_san(email) -> str | None:
     if not email:
         return None
-    local, _, domain = str(email).strip().rpartition('@')
+    local, _at, domain = str(email).strip().rpartition('@')
     return '%s@%s' % (local, domain.lower())
 
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import traceback
 
-CRYPTOGRAPHY_MINIMUM = '41.0'
+CRYPTOGRAPHY_MINIMUM = '42.0'
 
 try:
     import cryptography
-    from cryptography.hazmat.primitives.serialization import pkcs12  # noqa: F401  (PKCS12 builder since 38)
     CRYPTOGRAPHY_VERSION = cryptography.__version__
     CRYPTOGRAPHY_IMPORT_ERROR = None
 except ImportError:
@@ -22,5 +21,5 @@ except ImportError:
 def cryptography_ok() -> bool:
     if CRYPTOGRAPHY_VERSION is None:
         return False
-    major = int(CRYPTOGRAPHY_VERSION.split('.')[0])
-    return major >= int(CRYPTOGRAPHY_MINIMUM.split('.')[0])
+    major = int(CRYPTOGRAPHY_VERSION.split('.', maxsplit=1)[0])
+    return major >= int(CRYPTOGRAPHY_MINIMUM.split('.', maxsplit=1)[0])

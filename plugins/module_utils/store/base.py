@@ -130,7 +130,16 @@ class CertificateStore(abc.ABC):
     def insert(self, record: CertificateRecord, wrapped_key: bytes | None = None) -> None: ...
 
     @abc.abstractmethod
+    def identity_has_history(self, identity: str) -> bool: ...
+
+    @abc.abstractmethod
     def supersede(self, old_serial: str, new_serial: str) -> None: ...
+
+    @abc.abstractmethod
+    def link_renewal(self, old_serial: str, new_serial: str) -> None: ...
+
+    @abc.abstractmethod
+    def counts(self, now: datetime.datetime) -> dict: ...
 
     @abc.abstractmethod
     def revoke(self, serial: str, at: datetime.datetime, reason: str) -> None: ...
@@ -143,6 +152,9 @@ class CertificateStore(abc.ABC):
 
     @abc.abstractmethod
     def purge_keys(self, now: datetime.datetime) -> list: ...
+
+    @abc.abstractmethod
+    def drop_key(self, serial: str, now: datetime.datetime) -> bool: ...
 
     @abc.abstractmethod
     def append_audit(self, at: datetime.datetime, action: str, identity: str | None, serials: list,

@@ -320,9 +320,6 @@ class SQLiteStore(CertificateStore):
     def link_renewal(self, old_serial: str, new_serial: str) -> None:
         self._exec('UPDATE certificates SET renewed_by = ? WHERE serial = ?', (new_serial, old_serial))
 
-    def clear_current(self, serial: str) -> None:
-        self._exec('UPDATE certificates SET is_current = 0 WHERE serial = ?', (serial,))
-
     def revoke(self, serial: str, at, reason: str) -> None:
         self._exec("UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?, "
                    "is_current = 0, pending_revocation = 0 WHERE serial = ? AND status = 'valid'",

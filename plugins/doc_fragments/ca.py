@@ -1,0 +1,38 @@
+# -*- coding: utf-8 -*-
+# Copyright: certfleet.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # Options every CA-facing module shares; set them once with module_defaults for group/certfleet.pki.ca.
+    DOCUMENTATION = r'''
+options:
+  ca_path:
+    description:
+      - The CA directory on the CA host (where the module runs; use C(delegate_to) to run it on a dedicated CA
+        host). It holds C(ca.pem), the encrypted C(ca.key), the store C(state.db) and the published CRLs.
+      - Set it once for all CA modules with C(module_defaults) and the action group C(group/certfleet.pki.ca).
+    type: path
+    required: true
+  ca_passphrase:
+    description:
+      - The passphrase that encrypts the CA key at rest.
+      - Needed by every module that signs, revokes or reads held keys.
+    type: str
+requirements:
+  - cryptography >= 42.0 on the CA host
+notes:
+  - Many Ansible forks may run these modules against one CA directory at the same time. The store serialises
+    writes; no record is lost or duplicated and one identity never has two current certificates.
+'''
+
+    ATTRIBUTES = r'''
+attributes:
+  action_group:
+    description: Use C(group/certfleet.pki.ca) in C(module_defaults) to set C(ca_path) and C(ca_passphrase) once.
+    support: full
+    membership:
+      - certfleet.pki.ca
+'''

@@ -1,0 +1,266 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: certfleet.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: client_certificate_export
+short_description: Write a client certificate, and its held key, to a PKCS#12, PEM or DER file
+version_added: 0.1.0
+description:
+  - Writes the certificate of I(serial), or the current certificate of I(identity), to I(dest) on the CA host, for
+    pickup (for example with M(ansible.builtin.fetch) or M(ansible.builtin.copy) with C(remote_src)).
+  - The private key can only be exported while the CA host holds it, that is for a certificate that
+    M(certfleet.pki.client_certificate) generated the key for, during its C(key_retention) days. The module fails
+    with a message naming the certificate when the key was purged, when its retention window has ended, or when
+    the certificate was issued from a CSR (its key never left the endpoint). A revoked certificate is never
+    exported.
+  - Idempotent by content, not by bytes. PKCS#12 and encrypted PEM are freshly salted on every write, so the
+    module reads I(dest) back (with I(password)) and compares what it holds; the certificate, the key, the chain,
+    the friendly name, the encryption and the iteration count for PKCS#12. It rewrites the file only when any of
+    them differ or when I(dest) cannot be opened with I(password).
+  - I(dest) is written atomically (through a temporary file in the same folder, then renamed) with mode C(0600),
+    also for certificate-only exports; a file with another mode is set to C(0600) and reported as changed. The
+    folder must exist.
+  - I(ca_passphrase) is needed when the key is exported; a certificate-only export does not use the CA key.
+  - The result never contains key material or I(password).
+author:
+  - certfleet.pki developers (@certfleet)
+extends_documentation_fragment:
+  - certfleet.pki.ca
+  - certfleet.pki.ca.ATTRIBUTES
+attributes:
+  check_mode:
+    description: Reads I(dest) and reports whether it would be written, without writing it.
+    support: full
+  diff_mode:
+    description: No diff is produced; the file holds secrets.
+    support: none
+  idempotent:
+    description: A second run with the same parameters reports C(changed=false), because existing files are
+      compared by their parsed content.
+    support: full
+options:
+  serial:
+    description:
+      - Serial number of the certificate to export, hexadecimal (colons, C(0x) and lower case are accepted).
+      - Mutually exclusive with I(identity); one of them is required.
+    type: str
+  identity:
+    description:
+      - Export the current certificate of this identity.
+      - Mutually exclusive with I(serial); one of them is required.
+    type: str
+  format:
+    description:
+      - C(pkcs12) a PKCS#12 (C(.p12)/C(.pfx)) file with the key, the certificate and (with I(include_chain)) the
+        CA chain, for browsers, Windows, macOS, Android and most VPN clients.
+      - C(pem) the certificate, then the chain when I(include_chain), then the key when I(include_key), as
+        PKCS#8 C(ENCRYPTED PRIVATE KEY) protected with I(password).
+      - C(der) the certificate alone, binary.
+    type: str
+    choices: [pkcs12, pem, der]
+    default: pkcs12
+  dest:
+    description: The file to write on the CA host. Its folder must exist.
+    type: path
+    required: true
+  password:
+    description:
+      - Protects the private key. Required and must not be empty whenever the key is exported (C(pkcs12), or
+        C(pem) with I(include_key)).
+      - Also used to read back an existing I(dest) to decide whether it is up to date.
+    type: str
+  encryption:
+    description:
+      - How a PKCS#12 file is encrypted. Ignored for C(pem) and C(der).
+      - C(modern) AES-256-CBC with PBKDF2-HMAC-SHA256 (600000 iterations by default) and an HMAC-SHA256
+        integrity MAC. Read by OpenSSL 1.1.1 and later and by Windows 10 1809 (10.0.17763) / Server 2019 and
+        later.
+      - C(legacy) 3DES (C(pbeWithSHAAnd3-KeyTripleDES-CBC)) with SHA-1 (2048 iterations by default) and an
+        HMAC-SHA1 MAC. Only for importers that cannot read C(modern), chiefly Windows before 10.0.17763 /
+        Server 2019 and macOS C(security import). It is weak;
+        protect such files with a strong I(password) and delete them after import.
+      - A different encryption than the existing file has rewrites it.
+    type: str
+    choices: [modern, legacy]
+    default: modern
+  iterations:
+    description:
+      - PBKDF2 iteration count for the key of a PKCS#12 file, at least 1000. Ignored for C(pem) and C(der).
+      - When omitted, 600000 for C(modern) and 2048 for C(legacy).
+    type: int
+  friendly_name:
+    description:
+      - The PKCS#12 friendly name (the label Windows and macOS show for the imported certificate).
+      - Defaults to the certificate's identity. Ignored for C(pem) and C(der).
+    type: str
+  include_chain:
+    description: Include the CA certificate and any issuers above it (C(pkcs12) and C(pem); C(der) never has it).
+    type: bool
+    default: true
+  include_key:
+    description:
+      - Include the private key. Defaults to C(true) for C(pkcs12) and C(false) for C(pem) and C(der).
+      - A C(pkcs12) export always carries the key (C(false) is an error); C(der) never does (C(true) is an error).
+      - For C(pem) the key is written encrypted with I(password), never in the clear.
+    type: bool
+notes:
+  - Export the key once and let the endpoint keep it; the CA host purges held keys after C(key_retention) days
+    and when the certificate is revoked.
+seealso:
+  - module: certfleet.pki.client_certificate
+  - module: certfleet.pki.client_certificate_info
+'''
+
+EXAMPLES = r'''
+- name: Alice's certificate and key are in a PKCS#12 file on the CA host
+  certfleet.pki.client_certificate_export:
+    ca_path: /var/lib/certfleet/ca
+    ca_passphrase: "{{ vault_ca_passphrase }}"
+    identity: alice
+    dest: /var/lib/certfleet/export/alice.p12
+    password: "{{ vault_alice_p12_password }}"
+    friendly_name: Alice Example (Example Org VPN)
+  delegate_to: ca.example.org
+
+- name: The file is fetched for delivery
+  ansible.builtin.fetch:
+    src: /var/lib/certfleet/export/alice.p12
+    dest: "exports/alice.p12"
+    flat: true
+  delegate_to: ca.example.org
+
+- name: Exports for the laptops, with the CA settings shared through the action group
+  module_defaults:
+    group/certfleet.pki.ca:
+      ca_path: /var/lib/certfleet/ca
+      ca_passphrase: "{{ vault_ca_passphrase }}"
+  delegate_to: ca.example.org
+  block:
+    - name: A PKCS#12 file that Windows Server 2016 and macOS security import accept
+      certfleet.pki.client_certificate_export:
+        identity: "{{ item }}"
+        dest: "/var/lib/certfleet/export/{{ item }}.pfx"
+        password: "{{ vault_p12_passwords[item] }}"
+        encryption: legacy
+      loop: "{{ legacy_windows_users }}"
+
+    - name: Certificate, chain and encrypted key as PEM for an OpenVPN client
+      certfleet.pki.client_certificate_export:
+        identity: kiosk-17
+        format: pem
+        include_key: true
+        password: "{{ vault_kiosk_key_password }}"
+        dest: /var/lib/certfleet/export/kiosk-17.pem
+
+    - name: The certificate alone as DER, by serial
+      certfleet.pki.client_certificate_export:
+        serial: 5F1B0C2D9E8A7B6C5D4E3F2A1B0C9D8E7F6A5B4C
+        format: der
+        dest: /var/lib/certfleet/export/5F1B0C2D.cer
+'''
+
+RETURN = r'''
+dest:
+  description: The file written (or compared).
+  returned: always
+  type: str
+  sample: /var/lib/certfleet/export/alice.p12
+format:
+  description: C(pkcs12), C(pem) or C(der).
+  returned: always
+  type: str
+  sample: pkcs12
+serial:
+  description: Serial number of the exported certificate, upper-case hex without colons.
+  returned: always
+  type: str
+  sample: 5F1B0C2D9E8A7B6C5D4E3F2A1B0C9D8E7F6A5B4C
+identity:
+  description: The identity the certificate belongs to.
+  returned: always
+  type: str
+  sample: alice
+fingerprint_sha256:
+  description: SHA-256 fingerprint of the certificate, upper-case hex without colons.
+  returned: always
+  type: str
+fingerprint_sha1:
+  description: SHA-1 fingerprint (the Windows certificate thumbprint), upper-case hex without colons.
+  returned: always
+  type: str
+not_after:
+  description: End of the certificate's validity, ISO 8601 UTC.
+  returned: always
+  type: str
+  sample: "2027-11-21T08:05:00Z"
+encryption:
+  description: C(modern) or C(legacy) for C(pkcs12); C(null) for C(pem) and C(der).
+  returned: always
+  type: str
+  sample: modern
+iterations:
+  description: PBKDF2 iterations of the PKCS#12 key; C(null) for C(pem) and C(der).
+  returned: always
+  type: int
+  sample: 600000
+includes_key:
+  description: Whether the file holds the private key.
+  returned: always
+  type: bool
+  sample: true
+includes_chain:
+  description: Whether the file holds the CA chain.
+  returned: always
+  type: bool
+  sample: true
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.pkcs12 import ENCRYPTIONS
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import EXPORT_FORMATS, ManagedCA
+from ansible_collections.certfleet.pki.plugins.module_utils.common.ansible_glue import (
+    ca_argument_spec, require_cryptography, run,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=ca_argument_spec(
+            serial={'type': 'str'},
+            identity={'type': 'str'},
+            format={'type': 'str', 'default': 'pkcs12', 'choices': list(EXPORT_FORMATS)},
+            dest={'type': 'path', 'required': True},
+            password={'type': 'str', 'no_log': True},
+            encryption={'type': 'str', 'default': 'modern', 'choices': list(ENCRYPTIONS)},
+            iterations={'type': 'int'},
+            friendly_name={'type': 'str'},
+            include_chain={'type': 'bool', 'default': True},
+            include_key={'type': 'bool', 'no_log': False},
+        ),
+        mutually_exclusive=[('serial', 'identity')],
+        required_one_of=[('serial', 'identity')],
+        supports_check_mode=True,
+    )
+    require_cryptography(module)
+    params = module.params
+    # Only an export with the key needs the CA key (to unwrap the held key).
+    with_key = params['include_key'] if params['include_key'] is not None else params['format'] == 'pkcs12'
+
+    def operation():
+        with ManagedCA(params['ca_path'], params['ca_passphrase'], unlock=with_key) as ca:
+            return ca.export(serial=params['serial'], identity=params['identity'], format=params['format'],
+                             dest=params['dest'], password=params['password'], encryption=params['encryption'],
+                             friendly_name=params['friendly_name'], include_chain=params['include_chain'],
+                             include_key=params['include_key'], iterations=params['iterations'],
+                             check_mode=module.check_mode)
+
+    run(module, operation)
+
+
+if __name__ == '__main__':
+    main()

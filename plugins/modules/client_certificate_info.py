@@ -1,0 +1,281 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: certfleet.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: client_certificate_info
+short_description: List the client certificates the managed CA has issued
+version_added: 0.1.0
+description:
+  - Lists certificates from the CA's store, filtered by I(identity), I(serial), I(status), I(expiring_within) and
+    I(current_only). Filters combine; without any, every certificate is listed.
+  - Also returns totals over the whole store and a summary of the CA certificate.
+  - Never writes anything and never returns a private key. It does not need the CA key, so I(ca_passphrase) is
+    accepted (for C(module_defaults)) but not used.
+author:
+  - certfleet.pki developers (@certfleet)
+extends_documentation_fragment:
+  - certfleet.pki.ca
+  - certfleet.pki.ca.ATTRIBUTES
+attributes:
+  check_mode:
+    description: Runs normally in check mode; it only reads.
+    support: full
+  diff_mode:
+    description: Changes nothing, so there is nothing to diff.
+    support: N/A
+  idempotent:
+    description: Always reports C(changed=false).
+    support: full
+options:
+  identity:
+    description: Only certificates of this identity.
+    type: str
+  serial:
+    description: Only the certificate with this serial number (hexadecimal; colons, C(0x) and lower case are
+      accepted). An unknown serial gives an empty list, not an error.
+    type: str
+  status:
+    description:
+      - Only certificates in this state. C(valid) not revoked and not expired; C(revoked); C(expired) past
+        C(not_after) and not revoked; C(pending_revocation) valid certificates replaced by a renewal and waiting
+        for M(certfleet.pki.client_certificate_revoke).
+    type: str
+    choices: [valid, revoked, expired, pending_revocation]
+  expiring_within:
+    description:
+      - Only valid certificates that expire within this many days from now. C(0) selects none that are still
+        valid; use I(status=expired) for expired ones.
+    type: int
+  current_only:
+    description: Only the current certificate of each identity (not superseded, not revoked).
+    type: bool
+    default: false
+  include_certificate:
+    description: Add each certificate's PEM as C(certificate).
+    type: bool
+    default: false
+seealso:
+  - module: certfleet.pki.client_certificate
+  - module: certfleet.pki.client_certificate_revoke
+'''
+
+EXAMPLES = r'''
+- name: Certificates that expire within 30 days are listed
+  certfleet.pki.client_certificate_info:
+    ca_path: /var/lib/certfleet/ca
+    expiring_within: 30
+    current_only: true
+  delegate_to: ca.example.org
+  register: expiring
+
+- name: Their owners are told
+  ansible.builtin.debug:
+    msg: "{{ item.identity }} ({{ item.serial }}) expires in {{ item.days_left }} days"
+  loop: "{{ expiring.certificates }}"
+
+- name: Alice's current certificate is fetched, PEM included
+  certfleet.pki.client_certificate_info:
+    ca_path: /var/lib/certfleet/ca
+    identity: alice
+    current_only: true
+    include_certificate: true
+  register: alice
+
+- name: Nothing is left waiting for revocation after the roll-out
+  certfleet.pki.client_certificate_info:
+    ca_path: /var/lib/certfleet/ca
+    status: pending_revocation
+  register: pending
+  failed_when: pending.count > 0
+'''
+
+RETURN = r'''
+certificates:
+  description: The selected certificates, ordered by identity and then by issue time. No private key.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    serial:
+      description: Serial number, upper-case hex without colons.
+      type: str
+      sample: 5F1B0C2D9E8A7B6C5D4E3F2A1B0C9D8E7F6A5B4C
+    identity:
+      description: The identity the certificate was issued to.
+      type: str
+      sample: alice
+    subject:
+      description: Subject, RFC 4514.
+      type: str
+      sample: CN=Alice Example,O=Example Org
+    subject_fields:
+      description: Subject attributes by short name, as accepted by the C(subject) option of
+        M(certfleet.pki.client_certificate) (repeated attributes as lists).
+      type: dict
+      sample: {CN: Alice Example, O: Example Org}
+    sans:
+      description: subjectAltName entries (C(email:), C(DNS:), C(URI:), C(UPN:), C(IP:)).
+      type: list
+      elements: str
+      sample: ["email:alice@example.org"]
+    profile:
+      description: Certificate profile (C(client), C(client_email), C(smartcard), C(client_email_smartcard)).
+      type: str
+      sample: client
+    key_type:
+      description: Key type (C(rsa2048), C(rsa3072), C(rsa4096), C(ec-p256), C(ec-p384)).
+      type: str
+      sample: rsa2048
+    key_status:
+      description: C(held) (the CA host holds the key for export), C(purged) (retention ended or revoked) or
+        C(endpoint) (issued from a CSR).
+      type: str
+      sample: held
+    not_before:
+      description: Start of validity, ISO 8601 UTC.
+      type: str
+      sample: "2026-11-21T08:00:00Z"
+    not_after:
+      description: End of validity, ISO 8601 UTC.
+      type: str
+      sample: "2027-11-21T08:05:00Z"
+    fingerprint_sha256:
+      description: SHA-256 fingerprint, upper-case hex without colons.
+      type: str
+    fingerprint_sha1:
+      description: SHA-1 fingerprint (the Windows certificate thumbprint), upper-case hex without colons.
+      type: str
+    status:
+      description: C(valid), C(revoked) or C(expired) (computed from the clock).
+      type: str
+      sample: valid
+    current:
+      description: Whether this is the identity's current certificate.
+      type: bool
+    pending_revocation:
+      description: Whether a renewal replaced it and it waits for revocation.
+      type: bool
+    revoked_at:
+      description: When it was revoked, ISO 8601 UTC; C(null) unless revoked.
+      type: str
+    revocation_reason:
+      description: Why it was revoked; C(null) unless revoked.
+      type: str
+    renews:
+      description: Serial of the certificate this one replaced, or C(null).
+      type: str
+    renewed_by:
+      description: Serial of the certificate that replaced this one, or C(null).
+      type: str
+    issued_at:
+      description: When the CA issued it, ISO 8601 UTC.
+      type: str
+    key_retain_until:
+      description: When a held key is (or was to be) purged, ISO 8601 UTC; C(null) for CSR-issued certificates.
+      type: str
+    days_left:
+      description: Whole days until C(not_after); C(0) once expired.
+      type: int
+      sample: 364
+    certificate:
+      description: The certificate, PEM.
+      type: str
+      returned: when I(include_certificate=true)
+count:
+  description: Number of certificates in C(certificates).
+  returned: always
+  type: int
+  sample: 1
+totals:
+  description: Counts over the whole store, regardless of the filters.
+  returned: always
+  type: dict
+  contains:
+    total:
+      description: All certificates ever issued.
+      type: int
+    valid:
+      description: Not revoked and not expired.
+      type: int
+    revoked:
+      description: Revoked.
+      type: int
+    expired:
+      description: Expired and not revoked.
+      type: int
+    pending_revocation:
+      description: Valid certificates waiting for revocation after a renewal.
+      type: int
+    identities:
+      description: Distinct identities.
+      type: int
+  sample: {total: 12, valid: 9, revoked: 2, expired: 1, pending_revocation: 1, identities: 8}
+ca:
+  description: The CA certificate's details (no key).
+  returned: always
+  type: dict
+  contains:
+    subject:
+      description: Subject, RFC 4514.
+      type: str
+    serial:
+      description: Serial number, upper-case hex.
+      type: str
+    not_before:
+      description: Start of validity, ISO 8601 UTC.
+      type: str
+    not_after:
+      description: End of validity, ISO 8601 UTC.
+      type: str
+    fingerprint_sha256:
+      description: SHA-256 fingerprint, upper-case hex.
+      type: str
+    fingerprint_sha1:
+      description: SHA-1 fingerprint (Windows thumbprint).
+      type: str
+    key_type:
+      description: Key type of the CA.
+      type: str
+    self_signed:
+      description: Whether the CA is a self-signed root.
+      type: bool
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA, STATUSES
+from ansible_collections.certfleet.pki.plugins.module_utils.common.ansible_glue import (
+    ca_argument_spec, require_cryptography, run,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=ca_argument_spec(
+            identity={'type': 'str'},
+            serial={'type': 'str'},
+            status={'type': 'str', 'choices': list(STATUSES)},
+            expiring_within={'type': 'int'},
+            current_only={'type': 'bool', 'default': False},
+            include_certificate={'type': 'bool', 'default': False},
+        ),
+        supports_check_mode=True,
+    )
+    require_cryptography(module)
+    params = module.params
+
+    def operation():
+        with ManagedCA(params['ca_path'], params['ca_passphrase'], unlock=False) as ca:
+            return ca.query(identity=params['identity'], serial=params['serial'], status=params['status'],
+                            expiring_within=params['expiring_within'], current_only=params['current_only'],
+                            include_certificate=params['include_certificate'])
+
+    run(module, operation)
+
+
+if __name__ == '__main__':
+    main()
