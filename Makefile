@@ -45,7 +45,8 @@ build: venv
 # The built tarball installs offline and the installed copy works (not the source tree).
 install-check: build
 	rm -rf $(BUILD)/installed
-	$(BIN)/ansible-galaxy collection install --offline -p $(BUILD)/installed $(TARBALL) >/dev/null
+	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/installed \
+	    $(BIN)/ansible-galaxy collection install --offline -p $(BUILD)/installed $(TARBALL) >/dev/null
 	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/installed $(BIN)/ansible-doc certfleet.pki.client_certificate >/dev/null
 	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/installed $(BIN)/ansible-playbook -i localhost, -c local \
 	    -e ansible_python_interpreter=$(BIN)/python -e certfleet_demo_dir=$(BUILD)/install-check \
@@ -53,7 +54,8 @@ install-check: build
 
 demo: venv build
 	rm -rf $(BUILD)/demo
-	$(BIN)/ansible-galaxy collection install --offline -p $(BUILD)/demo/collections $(TARBALL) >/dev/null
+	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/demo/collections \
+	    $(BIN)/ansible-galaxy collection install --offline -p $(BUILD)/demo/collections $(TARBALL) >/dev/null
 	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/demo/collections $(BIN)/ansible-playbook certfleet.pki.demo \
 	    -i localhost, -c local -e ansible_python_interpreter=$(BIN)/python -e certfleet_demo_dir=$(BUILD)/demo/work
 
