@@ -225,6 +225,7 @@ def test_upn_other_name_round_trip_through_a_real_certificate(ca, tmp_path, upn)
     # OpenSSL decodes the otherName as a UTF8String UPN: the encoding is standard, not merely self-consistent
     pem = tmp_path / 'cert.pem'
     pem.write_text(result['certificate'])
-    text = subprocess.run(['openssl', 'x509', '-noout', '-ext', 'subjectAltName', '-in', str(pem)], capture_output=True, check=True).stdout.decode('utf-8')
+    text = subprocess.run(['openssl', 'x509', '-noout', '-ext', 'subjectAltName', '-in', str(pem)],
+                          capture_output=True, check=True).stdout.decode('utf-8')
     assert 'UPN:' in text
     assert upn in text

@@ -81,6 +81,8 @@ def test_create_rsa_ca(tmp_path, clock):
 
 
 def test_wrong_and_missing_passphrase(ca):
+    ca.ensure('alice')
+    before = ca.snapshot()
     with pytest.raises(PassphraseError) as err:
         ca.open(passphrase='wrong horse')
     assert err.value.field == 'ca_passphrase'
@@ -91,7 +93,12 @@ def test_wrong_and_missing_passphrase(ca):
     assert err.value.field == 'ca_passphrase'
     assert 'encrypted' in str(err.value)
     with pytest.raises(PassphraseError):
-        ensure_ca(ca_path=ca.path, ca_passphrase='wrong horse', subject=SUBJECT, key_type='ec-p256', clock=ca.clock)
+        ensure_ca(ca_path=ca.path, ca_passphrase='wrong horse', subject=SUBJECT, key_type='ec-p256', clock=ca.clock,
+                  policy={'max_valid_days': 1})
+    with pytest.raises(PassphraseError):
+        ca.open(passphrase='wrong horse', unlock=True).revoke(identity='alice', which='current')
+    assert ca.snapshot() == before
+    assert ca.records('alice')[0].status == 'valid'
 
 
 def test_missing_passphrase_refused_unless_allowed(tmp_path, clock):
@@ -203,11 +210,10 @@ def test_missing_parent_folder_in_check_mode(tmp_path, clock):
 
 # -- import -----------------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def openssl_ca(tmp_path):
-    """An existing OpenSSL CA: ca.crt and an encrypted ca.key, made by `openssl req -x509`."""
-    folder = tmp_path / 'legacy'
-    folder.mkdir()
+@pytest.fixture(scope='module')
+def openssl_ca(tmp_path_factory):
+    """An existing OpenSSL CA: ca.crt and an encrypted ca.key, made by `openssl req -x509` (read-only for tests)."""
+    folder = tmp_path_factory.mktemp('legacy')
     _openssl('req', '-x509', '-newkey', 'rsa:2048', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '365',
              '-subj', '/C=DE/O=Example Org/CN=Legacy OpenSSL CA', '-passout', 'pass:old secret', cwd=folder)
     return folder
@@ -242,12 +248,12 @@ def test_import_openssl_ca_reencrypts_key_and_issues(openssl_ca, tmp_path, clock
 
 
 def test_import_easy_rsa_style_traditional_key_given_as_text(openssl_ca, tmp_path, clock):
-    _openssl('rsa', '-in', 'ca.key', '-passin', 'pass:old secret', '-traditional', '-out', 'plain.key',
-             cwd=openssl_ca)
-    assert b'BEGIN RSA PRIVATE KEY' in (openssl_ca / 'plain.key').read_bytes()
+    _openssl('rsa', '-in', str(openssl_ca / 'ca.key'), '-passin', 'pass:old secret', '-traditional', '-out',
+             'plain.key', cwd=tmp_path)
+    assert b'BEGIN RSA PRIVATE KEY' in (tmp_path / 'plain.key').read_bytes()
     result = ensure_ca(ca_path=str(tmp_path / 'ca'), ca_passphrase=PASSPHRASE,
                        import_certificate=(openssl_ca / 'ca.crt').read_text(),
-                       import_private_key=(openssl_ca / 'plain.key').read_text(), clock=clock)
+                       import_private_key=(tmp_path / 'plain.key').read_text(), clock=clock)
     assert result['action'] == 'imported'
 
 
@@ -305,8 +311,8 @@ def test_import_intermediate_with_chain(tmp_path, clock):
 
 def test_import_of_non_ca_certificate_refused(tmp_path, clock):
     _openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-noenc', '-keyout', 'leaf.key',
-             '-out', 'leaf.pem', '-days', '30', '-subj', '/CN=not a ca', '-addext', 'basicConstraints=critical,CA:FALSE',
-             cwd=tmp_path)
+             '-out', 'leaf.pem', '-days', '30', '-subj', '/CN=not a ca',
+             '-addext', 'basicConstraints=critical,CA:FALSE', cwd=tmp_path)
     with pytest.raises(InputError) as err:
         ensure_ca(ca_path=str(tmp_path / 'ca'), ca_passphrase=PASSPHRASE, import_certificate=str(tmp_path / 'leaf.pem'),
                   import_private_key=str(tmp_path / 'leaf.key'), clock=clock)
@@ -385,6 +391,9 @@ def test_expired_ca_refuses_to_issue_and_publish(make_ca):
         short.ensure('alice', valid_days=1, force=True)
     with pytest.raises(CAError, match='expired'):
         short.publish_crl()
+    with pytest.raises(CAError, match='expired'):  # re-running the CA task says so too
+        ensure_ca(ca_path=short.path, ca_passphrase=short.passphrase, subject=SUBJECT, key_type='ec-p256',
+                  clock=short.clock)
     assert short.snapshot() == before
     # reading and revoking what it issued still works
     assert short.query(identity='alice')['certificates'][0]['status'] == 'expired'

@@ -1,0 +1,317 @@
+# -*- coding: utf-8 -*-
+# Copyright: certfleet.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The SQLite store: refusing databases that are not ours, schema invariants, migrations, transactions."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import shutil
+import sqlite3
+import stat
+
+import pytest
+
+from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CAError, StoreError
+from ansible_collections.certfleet.pki.plugins.module_utils.store import sqlite as sqlite_store
+from ansible_collections.certfleet.pki.plugins.module_utils.store.sqlite import (
+    APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, SQLiteStore, _split_sql,
+)
+
+
+def _replace_state(ca, data: bytes | None = None, source: str | None = None) -> None:
+    for suffix in ('-wal', '-shm'):
+        if os.path.exists(ca.state_path + suffix):
+            os.unlink(ca.state_path + suffix)
+    if source is not None:
+        shutil.copyfile(source, ca.state_path)
+    else:
+        with open(ca.state_path, 'wb') as handle:
+            handle.write(data)
+
+
+def _raw(path):
+    return sqlite3.connect(path, isolation_level=None)
+
+
+# -- databases that are not (or no longer) ours -----------------------------------------------------------------
+
+def test_random_bytes_state_db(ca):
+    _replace_state(ca, os.urandom(8192))
+    with pytest.raises(StoreError) as err:
+        ca.open()
+    assert err.value.field == 'ca_path'
+    assert 'corrupted or not an SQLite database' in str(err.value)
+    assert ca.state_path in str(err.value)
+
+
+def test_empty_state_db(ca):
+    _replace_state(ca, b'')
+    with pytest.raises(StoreError, match='corrupted'):
+        ca.open()
+
+
+def test_damaged_pages_behind_a_valid_header(ca):
+    ca.ensure('alice')
+    data = open(ca.state_path, 'rb').read()
+    _replace_state(ca, data[:100] + os.urandom(len(data) - 100))
+    with pytest.raises(StoreError) as err:
+        ca.open()
+    assert err.value.field == 'ca_path'
+    assert 'not a usable certfleet state database' in str(err.value)
+
+
+def test_foreign_sqlite_database(ca, tmp_path):
+    foreign = str(tmp_path / 'other-app.db')
+    conn = _raw(foreign)
+    conn.execute('CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)')
+    conn.execute('CREATE TABLE certificates (serial TEXT)')
+    conn.execute("INSERT INTO meta VALUES ('owner', 'someone else')")
+    conn.close()
+    _replace_state(ca, source=foreign)
+    with pytest.raises(StoreError) as err:
+        ca.open()
+    assert 'another application' in str(err.value)
+    # and nothing was added to it
+    conn = _raw(ca.state_path)
+    assert {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")} == {'meta', 'certificates'}
+    assert conn.execute('PRAGMA application_id').fetchone()[0] == 0
+    conn.close()
+
+
+def test_our_application_id_without_schema(tmp_path):
+    path = str(tmp_path / 'state.db')
+    conn = _raw(path)
+    conn.execute('PRAGMA application_id=%d' % APPLICATION_ID)
+    conn.execute('CREATE TABLE t (x)')
+    conn.close()
+    with pytest.raises(StoreError, match='holds no certfleet schema'):
+        SQLiteStore(path)
+
+
+def test_state_db_of_another_ca(make_ca):
+    first, second = make_ca('first'), make_ca('second')
+    second.ensure('bob')
+    _replace_state(first, source=second.state_path)
+    with pytest.raises(StoreError) as err:
+        first.open()
+    assert 'belongs to another CA' in str(err.value)
+    assert err.value.field == 'ca_path'
+    with pytest.raises(StoreError):
+        first.ensure('alice')
+
+
+def test_missing_state_db(ca):
+    os.unlink(ca.state_path)
+    with pytest.raises(CAError, match='holds no certfleet CA'):
+        ca.open()
+    with pytest.raises(StoreError, match='does not exist'):
+        SQLiteStore(ca.state_path)
+
+
+def test_newer_schema_version_is_refused(ca):
+    conn = _raw(ca.state_path)
+    conn.execute('PRAGMA user_version=%d' % (SCHEMA_VERSION + 1))
+    conn.close()
+    before = os.stat(ca.state_path).st_size
+    with pytest.raises(StoreError) as err:
+        ca.open()
+    assert 'schema version %d, newer than' % (SCHEMA_VERSION + 1) in str(err.value)
+    assert 'upgrade' in str(err.value)
+    assert os.stat(ca.state_path).st_size == before
+
+
+def test_missing_table_is_damage(ca):
+    conn = _raw(ca.state_path)
+    conn.execute('DROP TABLE held_keys')
+    conn.close()
+    with pytest.raises(StoreError, match='lacks the tables held_keys'):
+        ca.open()
+
+
+# -- invariants the schema enforces -----------------------------------------------------------------------------
+
+def test_audit_log_is_append_only(ca):
+    ca.ensure('alice')
+    conn = _raw(ca.state_path)
+    try:
+        rows = conn.execute('SELECT COUNT(*) FROM audit').fetchone()[0]
+        assert rows == 2
+        with pytest.raises(sqlite3.DatabaseError, match='append-only'):
+            conn.execute("UPDATE audit SET outcome = 'forged'")
+        with pytest.raises(sqlite3.DatabaseError, match='append-only'):
+            conn.execute('DELETE FROM audit')
+        with pytest.raises(sqlite3.DatabaseError, match='never deleted'):
+            conn.execute('DELETE FROM certificates')
+        assert conn.execute('SELECT COUNT(*) FROM audit').fetchone()[0] == rows
+        assert conn.execute("SELECT COUNT(*) FROM audit WHERE outcome = 'forged'").fetchone()[0] == 0
+    finally:
+        conn.close()
+    with ca.open() as managed:
+        with pytest.raises(StoreError, match='append-only'):
+            with managed.store.write():
+                managed.store._exec('DELETE FROM audit')
+    assert len(ca.audit()) == 2
+
+
+def test_revoked_cannot_be_unrevoked(ca):
+    serial = ca.ensure('alice')['serial']
+    ca.revoke(serial=serial, reason='key_compromise')
+    with ca.open() as managed:
+        with pytest.raises(StoreError, match='stays revoked'):
+            with managed.store.write():
+                managed.store._exec("UPDATE certificates SET status = 'valid' WHERE serial = ?", (serial,))
+        # the store's own revoke() does not rewrite an existing revocation
+        with managed.store.write():
+            managed.store.revoke(serial, ca.clock() + datetime.timedelta(days=1), 'unspecified')
+    record = ca.record(serial)
+    assert record.status == 'revoked' and record.revocation_reason == 'key_compromise'
+    assert record.revoked_at == ca.clock()
+
+
+def _twin(record, **changes):
+    serial = changes.pop('serial', 'F00D%X' % int(record.serial[-8:], 16))
+    return dataclasses.replace(record, serial=serial, fingerprint_sha256=changes.pop('fingerprint_sha256', serial * 2),
+                               **changes)
+
+
+def test_one_current_certificate_per_identity(ca):
+    serial = ca.ensure('alice')['serial']
+    record = ca.record(serial)
+    with ca.open() as managed:
+        with pytest.raises(StoreError, match='UNIQUE'):
+            with managed.store.write():
+                managed.store.insert(_twin(record))  # another current certificate for alice
+        with managed.store.write():
+            managed.store.insert(_twin(record, is_current=False))  # a non-current one is fine
+        with managed.store.write():
+            managed.store.insert(_twin(record, serial='BEEF01', fingerprint_sha256='X1', identity='bob'))
+    assert sum(r.is_current for r in ca.records('alice')) == 1
+
+
+@pytest.mark.parametrize('change', ['serial', 'fingerprint_sha256'])
+def test_serials_and_fingerprints_are_unique(ca, change):
+    record = ca.record(ca.ensure('alice')['serial'])
+    twin = _twin(record, is_current=False)
+    twin = dataclasses.replace(twin, **{change: getattr(record, change)})
+    before = ca.snapshot()
+    with ca.open() as managed:
+        with pytest.raises(StoreError, match='UNIQUE'):
+            with managed.store.write():
+                managed.store.insert(twin)
+    assert ca.snapshot() == before
+
+
+def test_write_rolls_back_on_error_and_refuses_nesting(ca):
+    before = ca.snapshot()
+    with ca.open() as managed:
+        with pytest.raises(RuntimeError):
+            with managed.store.write():
+                managed.store.append_audit(ca.clock(), 'test', None, [], 'ok')
+                managed.store.set_meta('config', {'tampered': True})
+                raise RuntimeError('boom')
+        with pytest.raises(StoreError, match='nested'):
+            with managed.store.write():
+                with managed.store.write():
+                    pass
+    assert ca.snapshot() == before
+
+
+def test_audit_entries_order_and_limit(ca):
+    for name in ('a', 'b', 'c'):
+        ca.ensure(name)
+    with ca.open() as managed, managed.store.read():
+        entries = managed.store.audit_entries()
+        last_two = managed.store.audit_entries(limit=2)
+        only_b = managed.store.audit_entries(identity='b')
+    assert [e['identity'] for e in entries] == [None, 'a', 'b', 'c']
+    assert [e['id'] for e in entries] == sorted(e['id'] for e in entries)
+    assert [e['identity'] for e in last_two] == ['b', 'c']
+    assert [e['identity'] for e in only_b] == ['b']
+
+
+def test_purge_and_drop_keys(ca):
+    keep = ca.ensure('keep', key_retention=10)['serial']
+    purge = ca.ensure('purge', key_retention=1)['serial']
+    now = ca.clock() + datetime.timedelta(days=1)
+    with ca.open() as managed:
+        with managed.store.write():
+            assert managed.store.purge_keys(now) == [purge]
+            assert managed.store.purge_keys(now) == []
+            assert managed.store.drop_key(keep, now) is True
+            assert managed.store.drop_key(keep, now) is False
+        with managed.store.read():
+            assert managed.store.wrapped_key(purge) is None and managed.store.wrapped_key(keep) is None
+    assert ca.record(purge).key_status == 'purged' and ca.record(purge).key_purged_at == now
+    assert ca.record(keep).key_status == 'purged'
+
+
+def test_state_files_are_private(ca):
+    ca.ensure('alice')
+    with ca.open() as managed, managed.store.read():
+        for name in os.listdir(ca.path):
+            if name.startswith('state.db'):
+                assert stat.S_IMODE(os.stat(os.path.join(ca.path, name)).st_mode) == 0o600, name
+
+
+# -- schema and migrations --------------------------------------------------------------------------------------
+
+def test_fresh_store_is_current_schema_in_wal_mode(tmp_path):
+    path = str(tmp_path / 'state.db')
+    store = SQLiteStore(path, create=True)
+    try:
+        assert store.schema_version == SCHEMA_VERSION
+    finally:
+        store.close()
+    conn = _raw(path)
+    try:
+        assert conn.execute('PRAGMA journal_mode').fetchone()[0] == 'wal'
+        assert conn.execute('PRAGMA application_id').fetchone()[0] == APPLICATION_ID
+        assert conn.execute('PRAGMA user_version').fetchone()[0] == SCHEMA_VERSION
+    finally:
+        conn.close()
+
+
+def test_split_sql_keeps_triggers_whole():
+    statements = _split_sql(MIGRATIONS[1])
+    creates = [line for line in MIGRATIONS[1].splitlines() if line.startswith('CREATE ')]
+    assert len(statements) == len(creates)
+    triggers = [s for s in statements if s.startswith('CREATE TRIGGER')]
+    assert triggers and all(s.rstrip().endswith('END;') for s in triggers)
+
+
+def test_migrations_are_applied_once(ca, monkeypatch):
+    serial = ca.ensure('alice')['serial']
+    step = ('CREATE TABLE notes (serial TEXT NOT NULL REFERENCES certificates(serial), note TEXT NOT NULL);\n'
+            "INSERT INTO meta (key, value) VALUES ('migrated_to_2', '\"yes\"');\n")
+    monkeypatch.setattr(sqlite_store, 'MIGRATIONS', {**MIGRATIONS, SCHEMA_VERSION + 1: step})
+    monkeypatch.setattr(sqlite_store, 'SCHEMA_VERSION', SCHEMA_VERSION + 1)
+    with ca.open() as managed:
+        assert managed.store.schema_version == SCHEMA_VERSION + 1
+        with managed.store.read():
+            assert managed.store.get_meta('migrated_to_2') == 'yes'
+            assert managed.store.get(serial).identity == 'alice'  # data survived
+    # opening again does not run the step again (it would fail: the table exists, the meta key is unique)
+    with ca.open() as managed, managed.store.read():
+        assert managed.store.schema_version == SCHEMA_VERSION + 1
+    conn = _raw(ca.state_path)
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM meta WHERE key = 'migrated_to_2'").fetchone()[0] == 1
+        assert conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'notes'").fetchone()[0] == 1
+    finally:
+        conn.close()
+    assert ca.ensure('bob')['action'] == 'issued'
+
+
+def test_failed_migration_rolls_back(ca, monkeypatch):
+    ca.ensure('alice')
+    before = ca.snapshot()
+    step = 'CREATE TABLE half_done (x);\nTHIS IS NOT SQL;\n'
+    monkeypatch.setattr(sqlite_store, 'MIGRATIONS', {**MIGRATIONS, SCHEMA_VERSION + 1: step})
+    monkeypatch.setattr(sqlite_store, 'SCHEMA_VERSION', SCHEMA_VERSION + 1)
+    with pytest.raises(StoreError):
+        ca.open()
+    monkeypatch.undo()
+    assert ca.snapshot() == before
