@@ -230,6 +230,16 @@ chain:
   description: The CA certificate and any issuers above it, PEM.
   returned: always
   type: str
+issuer:
+  description: Subject of the issuing CA, RFC 4514.
+  returned: always
+  type: str
+  sample: CN=Example Org Client CA,O=Example Org,C=DE
+issuer_cn:
+  description: Common name of the issuing CA (for example for Chromium's AutoSelectCertificateForUrls filter).
+  returned: always
+  type: str
+  sample: Example Org Client CA
 key_status:
   description: C(held) (the CA host holds the key for export), C(purged) or C(endpoint) (issued from a CSR).
   returned: when a certificate exists

@@ -116,7 +116,6 @@ class AnsibleRunner:
         }
 
 
-
 def sqlite_rows(db: pathlib.Path, sql: str, params=()) -> list:
     """Read the store the way an auditor would: plain sqlite3, read-only."""
     connection = sqlite3.connect('file:%s?mode=ro' % db, uri=True)

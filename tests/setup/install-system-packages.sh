@@ -3,7 +3,8 @@
 # As root with apt-get it installs what is missing; otherwise it only reports what is missing.
 set -euo pipefail
 
-packages=(openssl curl libnss3-tools shellcheck sqlite3)
+# nginx, Firefox ESR and Chromium are the real clients of the deployment tests.
+packages=(openssl curl libnss3-tools shellcheck sqlite3 nginx-light firefox-esr chromium)
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then

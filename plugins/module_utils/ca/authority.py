@@ -265,6 +265,10 @@ class CertificateAuthority:
     def certificate_pem(self) -> str:
         return self.certificate.public_bytes(serialization.Encoding.PEM).decode('ascii')
 
+    def common_name(self) -> str:
+        names = self.certificate.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+        return str(names[0].value) if names else self.certificate.subject.rfc4514_string()
+
     def summary(self) -> dict:
         return {
             'subject': self.certificate.subject.rfc4514_string(),

@@ -357,6 +357,8 @@ class ManagedCA:
             'fingerprint_sha1': record.fingerprint_sha1,
             'certificate': record.pem,
             'chain': self.authority.chain_pem(),
+            'issuer': self.authority.certificate.subject.rfc4514_string(),
+            'issuer_cn': self.authority.common_name(),
             'key_status': record.key_status,
             'key_retain_until': to_iso(record.key_retain_until),
         }
@@ -479,6 +481,8 @@ class ManagedCA:
                 'subject': after['subject'], 'sans': wanted.sans, 'profile': wanted.profile,
                 'key_type': wanted.key_type, 'not_before': None, 'not_after': None, 'fingerprint_sha256': None,
                 'fingerprint_sha1': None, 'certificate': None, 'chain': self.authority.chain_pem(),
+                'issuer': self.authority.certificate.subject.rfc4514_string(),
+                'issuer_cn': self.authority.common_name(),
                 'diff': {'before': _diff_view(current), 'after': after}}
 
     # -- revoke ------------------------------------------------------------------------------------------------

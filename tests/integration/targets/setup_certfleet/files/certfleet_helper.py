@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 # -*- coding: utf-8 -*-
 # Copyright: certfleet.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -9,6 +8,7 @@ Usage (from a task, with the interpreter that runs the modules):
   certfleet_helper.py ca-files OUTDIR [--expired] [--leaf] [--passphrase PASS]   -> OUTDIR/cert.pem, OUTDIR/key.pem
   certfleet_helper.py chain-files OUTDIR [--passphrase PASS]  -> root.pem, intermediate.pem, intermediate.key, other.pem
   certfleet_helper.py expired-ca-dir CA_PATH PASSPHRASE    (the library with a clock in the past; needs PYTHONPATH)
+                                                           with one expired certificate, identity old-laptop
   certfleet_helper.py foreign-db PATH                      (an SQLite database of another application)
   certfleet_helper.py garbage PATH                         (bytes that are no database at all)
 Prints one JSON line describing what it made.
@@ -129,11 +129,16 @@ def cmd_chain_files(args) -> dict:
 
 def cmd_expired_ca_dir(args) -> dict:
     # The library itself, with its clock turned back: the only honest way to get a CA directory whose CA expired.
-    from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ensure_ca
+    # It issued one certificate (valid for a day) back then, which has expired too.
+    from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA, ensure_ca
     then = _now() - datetime.timedelta(days=10)
     result = ensure_ca(ca_path=args.ca_path, ca_passphrase=args.passphrase, subject={'CN': 'Expired Test CA'},
                        key_type='ec-p256', valid_days=2, clock=lambda: then)
-    return {'ca_path': args.ca_path, 'not_after': result['ca']['not_after']}
+    with ManagedCA(args.ca_path, args.passphrase, clock=lambda: then) as ca:
+        wanted = ca.build_wanted(identity='old-laptop', subject={'CN': 'old-laptop'}, key_type='ec-p256',
+                                 valid_days=1)
+        issued = ca.ensure_certificate(wanted)
+    return {'ca_path': args.ca_path, 'not_after': result['ca']['not_after'], 'expired_serial': issued['serial']}
 
 
 def cmd_foreign_db(args) -> dict:

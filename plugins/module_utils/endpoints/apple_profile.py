@@ -1,0 +1,289 @@
+# -*- coding: utf-8 -*-
+# Copyright: certfleet.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Apple configuration profiles (.mobileconfig) carrying a client identity and its CA (private module_utils).
+
+A profile is an XML property list of type ``Configuration`` whose ``PayloadContent`` holds a
+``com.apple.security.pkcs12`` payload (the PKCS#12 bytes, optionally its ``Password``) and a
+``com.apple.security.root`` payload (the CA certificate, DER). iPhone, iPad and macOS replace an installed profile
+by one with the same top-level ``PayloadIdentifier``; the payload UUIDs here are uuid5 values over a fixed
+namespace, the profile identifier, the identity and the payload kind, so a re-issued profile for the same identity
+carries the same identifier and UUIDs and replaces the old one.
+
+The profile is not signed (an unsigned profile shows as "Not Verified" when installed by hand; MDMs sign or wrap
+it themselves). Signing is out of scope.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import plistlib
+import re
+import uuid
+
+from ansible_collections.certfleet.pki.plugins.module_utils.ca import pkcs12 as pkcs12_lib
+from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
+from ansible_collections.certfleet.pki.plugins.module_utils.common.files import (
+    SECRET_FILE_MODE, atomic_write, check_dest_folder, file_mode, read_bytes,
+)
+from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
+from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.keychain import apple_compatible, open_pkcs12
+from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.nss import issued_by, load_pem_certificate
+
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+except ImportError:
+    pass
+
+# Fixed forever: changing it would change every payload UUID, and devices would keep old and new profiles side by side.
+PROFILE_NAMESPACE = uuid.UUID('6f0c2d3e-8a41-5b7c-9d2e-4c1f0a6b8e37')
+PKCS12_TYPE = 'com.apple.security.pkcs12'
+ROOT_TYPE = 'com.apple.security.root'
+ENCRYPTIONS = ('legacy', 'keep')
+_IDENTIFIER = re.compile(r'^[A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9]$|^[A-Za-z0-9]$')
+
+
+def payload_uuid(identifier: str, identity: str, kind: str) -> str:
+    return str(uuid.uuid5(PROFILE_NAMESPACE, '%s\n%s\n%s' % (identifier, identity, kind))).upper()
+
+
+def profile_identifier(identity: str, prefix: str = 'certfleet.pki') -> str:
+    """``prefix.identity`` with characters a reverse-DNS identifier cannot hold replaced (plus a short hash then)."""
+    safe = re.sub(r'[^A-Za-z0-9.-]+', '-', identity).strip('-.') or 'identity'
+    if safe != identity:
+        safe = '%s-%s' % (safe, hashlib.sha256(identity.encode('utf-8')).hexdigest()[:8])
+    return '%s.%s' % (prefix, safe)
+
+
+def _common_name(certificate, fallback: str) -> str:
+    names = certificate.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+    return str(names[0].value) if names else fallback
+
+
+def _sha256(certificate) -> str:
+    return certificate.fingerprint(hashes.SHA256()).hex().upper()
+
+
+def build_profile(*, identity: str, identifier: str, pkcs12_data: bytes, certificate, ca=None, password=None,
+                  include_password: bool = False, display_name: str | None = None, organization: str | None = None,
+                  description: str | None = None) -> dict:
+    """The profile as a dict for plistlib (bytes become <data>)."""
+    cn = _common_name(certificate, identity)
+    identity_payload = {
+        'PayloadCertificateFileName': '%s.p12' % re.sub(r'[^A-Za-z0-9.@_-]+', '-', identity),
+        'PayloadContent': pkcs12_data,
+        'PayloadDescription': 'Client certificate and private key of %s' % identity,
+        'PayloadDisplayName': cn,
+        'PayloadIdentifier': '%s.pkcs12' % identifier,
+        'PayloadType': PKCS12_TYPE,
+        'PayloadUUID': payload_uuid(identifier, identity, PKCS12_TYPE),
+        'PayloadVersion': 1,
+    }
+    if include_password:
+        identity_payload['Password'] = str(password)
+    content = [identity_payload]
+    if ca is not None:
+        content.append({
+            'PayloadCertificateFileName': 'ca.cer',
+            'PayloadContent': ca.public_bytes(serialization.Encoding.DER),
+            'PayloadDescription': 'CA that issued the client certificate',
+            'PayloadDisplayName': _common_name(ca, 'CA'),
+            'PayloadIdentifier': '%s.root' % identifier,
+            'PayloadType': ROOT_TYPE,
+            'PayloadUUID': payload_uuid(identifier, identity, ROOT_TYPE),
+            'PayloadVersion': 1,
+        })
+    profile = {
+        'PayloadContent': content,
+        'PayloadDescription': description or 'Installs the client certificate of %s%s.' % (
+            identity, ' and the CA that issued it' if ca is not None else ''),
+        'PayloadDisplayName': display_name or 'Client certificate for %s' % identity,
+        'PayloadIdentifier': identifier,
+        'PayloadRemovalDisallowed': False,
+        'PayloadType': 'Configuration',
+        'PayloadUUID': payload_uuid(identifier, identity, 'Configuration'),
+        'PayloadVersion': 1,
+    }
+    if organization:
+        profile['PayloadOrganization'] = organization
+    return profile
+
+
+def serialize_profile(profile: dict) -> bytes:
+    return plistlib.dumps(profile, fmt=plistlib.FMT_XML, sort_keys=True)
+
+
+def _describe_pkcs12(data: bytes, password) -> dict:
+    """What an embedded PKCS#12 holds, compared instead of its bytes (re-encryption changes every byte)."""
+    try:
+        parsed = pkcs12.load_pkcs12(data, str(password).encode('utf-8'))
+    except (ValueError, TypeError):
+        return {'readable': False}
+    if parsed.cert is None or parsed.key is None:
+        return {'readable': False}
+    certificate = parsed.cert.certificate
+    key_matches = (parsed.key.public_key().public_bytes(serialization.Encoding.DER,
+                                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+                   == certificate.public_key().public_bytes(serialization.Encoding.DER,
+                                                            serialization.PublicFormat.SubjectPublicKeyInfo))
+    try:
+        encryption = pkcs12_lib.describe(data)['encryption']
+    except InputError:
+        encryption = 'unknown'
+    return {'readable': True, 'certificate_sha256': _sha256(certificate), 'key_matches': key_matches,
+            'chain_sha256': sorted(_sha256(c.certificate) for c in parsed.additional_certs),
+            'encryption': encryption}
+
+
+def describe_profile(profile, password) -> dict:
+    """A comparable, secret-free digest of a profile: every key but payload bytes, plus what those bytes hold."""
+    if not isinstance(profile, dict) or not isinstance(profile.get('PayloadContent'), list):
+        return {'readable': False}
+    top = {k: v for k, v in profile.items() if k != 'PayloadContent'}
+    payloads = []
+    for payload in profile['PayloadContent']:
+        if not isinstance(payload, dict):
+            return {'readable': False}
+        entry = {k: v for k, v in payload.items() if k not in ('PayloadContent', 'Password')}
+        content = payload.get('PayloadContent')
+        if payload.get('PayloadType') == PKCS12_TYPE and isinstance(content, bytes):
+            entry['pkcs12'] = _describe_pkcs12(content, password)
+            entry['password_included'] = 'Password' in payload
+            entry['password_matches'] = payload.get('Password') == (None if 'Password' not in payload
+                                                                    else str(password))
+        elif payload.get('PayloadType') == ROOT_TYPE and isinstance(content, bytes):
+            try:
+                entry['certificate_sha256'] = _sha256(x509.load_der_x509_certificate(content))
+            except ValueError:
+                entry['certificate_sha256'] = None
+        payloads.append(entry)
+    return {'readable': True, 'top': top, 'payloads': payloads}
+
+
+def _differences(before: dict, after: dict) -> list:
+    if not before.get('readable'):
+        return ['the existing file is not a readable configuration profile']
+    reasons = []
+    for key in sorted(set(before['top']) | set(after['top'])):
+        if before['top'].get(key) != after['top'].get(key):
+            reasons.append('%s differs' % key)
+    if len(before['payloads']) != len(after['payloads']):
+        reasons.append('the payloads differ (%d instead of %d)' % (len(before['payloads']), len(after['payloads'])))
+        return reasons
+    for old, new in zip(before['payloads'], after['payloads'], strict=True):
+        kind = new.get('PayloadType')
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) == new.get(key):
+                continue
+            if key == 'pkcs12':
+                if not old[key].get('readable'):
+                    reasons.append('the embedded PKCS#12 does not open with pkcs12_password')
+                elif old[key].get('certificate_sha256') != new[key].get('certificate_sha256'):
+                    reasons.append('the embedded certificate is %s, wanted %s' % (
+                        old[key].get('certificate_sha256'), new[key].get('certificate_sha256')))
+                else:
+                    reasons.append('the embedded PKCS#12 differs (%s)' % ', '.join(
+                        k for k in sorted(new[key]) if old[key].get(k) != new[key].get(k)))
+            elif key in ('password_included', 'password_matches'):
+                if 'the embedded password differs' not in reasons:
+                    reasons.append('the embedded password differs')
+            else:
+                reasons.append('%s of the %s payload differs' % (key, kind))
+    return reasons
+
+
+def _summary(digest: dict) -> str:
+    if not digest.get('readable'):
+        return ''
+    lines = ['%s = %s' % (k, digest['top'][k]) for k in sorted(digest['top'])]
+    for payload in digest['payloads']:
+        detail = payload.get('pkcs12') or {}
+        lines.append('payload %s %s %s%s' % (
+            payload.get('PayloadType'), payload.get('PayloadUUID'),
+            detail.get('certificate_sha256') or payload.get('certificate_sha256') or '',
+            ' (password included)' if payload.get('password_included') else ''))
+    return '\n'.join(lines) + '\n'
+
+
+def ensure_apple_profile(*, dest, identity, pkcs12_path, pkcs12_password, ca_certificate=None,
+                         include_password=False, display_name=None, organization=None, description=None,
+                         identifier=None, identifier_prefix='certfleet.pki', pkcs12_encryption='legacy',
+                         check_mode=False) -> dict:
+    if not dest:
+        raise InputError('is required', 'dest')
+    if not identity or not str(identity).strip():
+        raise InputError('is required', 'identity')
+    identity = str(identity)
+    if pkcs12_encryption not in ENCRYPTIONS:
+        raise InputError('must be one of %s' % ', '.join(ENCRYPTIONS), 'pkcs12_encryption')
+    if identifier is not None and not _IDENTIFIER.match(str(identifier)):
+        raise InputError('%r is not a reverse-DNS identifier (letters, digits, dots and dashes)' % identifier,
+                         'identifier')
+    if not _IDENTIFIER.match(str(identifier_prefix or '')):
+        raise InputError('%r is not a reverse-DNS prefix (letters, digits, dots and dashes)' % identifier_prefix,
+                         'identifier_prefix')
+    dest = os.path.abspath(os.path.expanduser(str(dest)))
+    check_dest_folder(dest, 'dest')
+    parsed, data = open_pkcs12(pkcs12_path, pkcs12_password)
+    certificate = parsed.cert.certificate
+    ca = load_pem_certificate(ca_certificate, 'ca_certificate') if ca_certificate else None
+    if ca is not None and not issued_by(certificate, ca):
+        raise InputError('the certificate in %s was issued by %s, not by this CA (%s)' % (
+            pkcs12_path, certificate.issuer.rfc4514_string(), ca.subject.rfc4514_string()), 'ca_certificate')
+    warnings = []
+    if pkcs12_encryption == 'legacy':
+        friendly = (parsed.cert.friendly_name or b'').decode('utf-8', 'replace') or identity
+        chain = [c.certificate for c in parsed.additional_certs]
+        embedded = pkcs12_lib.serialize(key=parsed.key, certificate=certificate, chain=chain,
+                                        password=pkcs12_password, encryption='legacy', friendly_name=friendly)
+    else:
+        embedded = data
+        compatible, encryption = apple_compatible(data)
+        if not compatible:
+            warnings.append('%s is encrypted with %s (AES/PBES2); iOS and macOS refuse such PKCS#12 payloads. Use '
+                            'pkcs12_encryption: legacy' % (pkcs12_path, encryption))
+    effective_identifier = str(identifier) if identifier else profile_identifier(identity, str(identifier_prefix))
+    profile = build_profile(identity=identity, identifier=effective_identifier, pkcs12_data=embedded,
+                            certificate=certificate, ca=ca, password=pkcs12_password,
+                            include_password=include_password, display_name=display_name,
+                            organization=organization, description=description)
+    wanted = describe_profile(profile, pkcs12_password)
+
+    existing = read_bytes(dest)
+    if existing is None:
+        before = {'readable': False}
+        reasons = ['%s does not exist' % dest]
+    else:
+        try:
+            before = describe_profile(plistlib.loads(existing), pkcs12_password)
+        except Exception:  # plistlib raises InvalidFileException, ExpatError, ValueError...: not a profile
+            before = {'readable': False}
+        reasons = _differences(before, wanted)
+    mode = file_mode(dest)
+    rewrite = bool(reasons)
+    if not rewrite and mode != SECRET_FILE_MODE:
+        reasons.append('mode is %s, wanted 0600' % (oct(mode)[2:].zfill(4) if mode is not None else 'unknown'))
+    changed = bool(reasons)
+    if changed and not check_mode:
+        if rewrite:
+            atomic_write(dest, serialize_profile(profile), SECRET_FILE_MODE)
+        else:
+            os.chmod(dest, SECRET_FILE_MODE)
+    sha1 = certificate.fingerprint(hashes.SHA1()).hex().upper()  # nosec - an identifier, as macOS shows it
+    result = {
+        'changed': changed, 'dest': dest, 'reasons': reasons,
+        'profile_identifier': effective_identifier, 'profile_uuid': profile['PayloadUUID'],
+        'payload_uuids': {p['PayloadType']: p['PayloadUUID'] for p in profile['PayloadContent']},
+        'fingerprint_sha256': _sha256(certificate), 'fingerprint_sha1': sha1,
+        'serial': '%X' % certificate.serial_number, 'not_after': to_iso(certificate.not_valid_after_utc),
+        'ca_fingerprint_sha256': _sha256(ca) if ca is not None else None,
+        'includes_password': bool(include_password),
+        'pkcs12_encryption': wanted['payloads'][0]['pkcs12'].get('encryption'),
+        'diff': {'before': _summary(before), 'after': _summary(wanted)},
+    }
+    if warnings:
+        result['warnings'] = warnings
+    return result
