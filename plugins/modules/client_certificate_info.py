@@ -58,6 +58,22 @@ options:
     description: Add each certificate's PEM as C(certificate).
     type: bool
     default: false
+  requests:
+    description:
+      - Plan mode. A list of identities as M(certfleet.pki.client_certificate) would get them (dicts with
+        C(identity), C(subject), C(email), C(sans), C(profile), C(key_type), C(renew_before), C(force); other keys such
+        as C(host) or C(stores) are ignored). Returns which identities are due for issue or renewal and which still
+        have a superseded certificate waiting (an earlier run that did not finish), in one read of the store.
+      - The fleet playbooks ask this once per run instead of running a task per identity.
+      - A request that would fail (missing fields, a policy violation) is listed in C(invalid) with the field and
+        the reason, without stopping the others. An identity given twice with different details is invalid.
+      - With I(requests), the filters above are ignored and C(certificates) is empty.
+    type: list
+    elements: dict
+  renew_before:
+    description: Renewal window for I(requests) that do not set their own (C(30d), C(12h), C(2w), C(20%)).
+    type: str
+    default: 30d
 seealso:
   - module: certfleet.pki.client_certificate
   - module: certfleet.pki.client_certificate_revoke
@@ -84,6 +100,14 @@ EXAMPLES = r'''
     current_only: true
     include_certificate: true
   register: alice
+
+- name: The fleet's identities that need work tonight are known, in one query
+  certfleet.pki.client_certificate_info:
+    ca_path: /var/lib/certfleet/ca
+    requests: "{{ groups['all'] | map('extract', hostvars, 'certfleet_identities') | select('defined') | flatten }}"
+    renew_before: 30d
+  run_once: true
+  register: plan
 
 - name: Nothing is left waiting for revocation after the roll-out
   certfleet.pki.client_certificate_info:
@@ -192,7 +216,7 @@ count:
   sample: 1
 totals:
   description: Counts over the whole store, regardless of the filters.
-  returned: always
+  returned: without I(requests)
   type: dict
   contains:
     total:
@@ -214,6 +238,59 @@ totals:
       description: Distinct identities.
       type: int
   sample: {total: 12, valid: 9, revoked: 2, expired: 1, pending_revocation: 1, identities: 8}
+due:
+  description: With I(requests), the identities to issue or renew, with why.
+  returned: when I(requests) is given
+  type: list
+  elements: dict
+  contains:
+    identity:
+      description: The identity.
+      type: str
+    action:
+      description: C(issue) or C(renew).
+      type: str
+    reasons:
+      description: Why (expiry window, changed subject or e-mail, no certificate, force).
+      type: list
+      elements: str
+    serial:
+      description: The current certificate, if any.
+      type: str
+    not_after:
+      description: Its expiry, ISO 8601 UTC.
+      type: str
+pending_revocation:
+  description: With I(requests), identities that still have valid superseded certificates to remove and revoke.
+  returned: when I(requests) is given
+  type: list
+  elements: dict
+  contains:
+    identity:
+      description: The identity.
+      type: str
+    serials:
+      description: The superseded certificates still valid.
+      type: list
+      elements: str
+    current_serial:
+      description: The certificate that replaced them.
+      type: str
+up_to_date:
+  description: With I(requests), identities that need nothing.
+  returned: when I(requests) is given
+  type: list
+  elements: str
+invalid:
+  description: With I(requests), requests that cannot be served, with C(identity), C(host), C(field) and C(msg).
+  returned: when I(requests) is given
+  type: list
+  elements: dict
+counts:
+  description: With I(requests), how many identities are in each list.
+  returned: when I(requests) is given
+  type: dict
+  sample: {requested: 1000, identities: 1000, due: 100, pending_revocation: 0, up_to_date: 900, invalid: 0}
 ca:
   description: The CA certificate's details (no key).
   returned: always
@@ -262,6 +339,8 @@ def main():
             expiring_within={'type': 'int'},
             current_only={'type': 'bool', 'default': False},
             include_certificate={'type': 'bool', 'default': False},
+            requests={'type': 'list', 'elements': 'dict'},
+            renew_before={'type': 'str', 'default': '30d'},
         ),
         supports_check_mode=True,
     )
@@ -270,6 +349,10 @@ def main():
 
     def operation():
         with ManagedCA(params['ca_path'], params['ca_passphrase'], unlock=False) as ca:
+            if params['requests'] is not None:
+                result = ca.plan(params['requests'], params['renew_before'])
+                result.update({'certificates': [], 'count': 0, 'ca': ca.authority.summary()})
+                return result
             return ca.query(identity=params['identity'], serial=params['serial'], status=params['status'],
                             expiring_within=params['expiring_within'], current_only=params['current_only'],
                             include_certificate=params['include_certificate'])

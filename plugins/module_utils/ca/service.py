@@ -567,6 +567,132 @@ class ManagedCA:
         return {'changed': False, 'certificates': selected, 'count': len(selected), 'totals': counts,
                 'ca': self.authority.summary()}
 
+    # -- plan --------------------------------------------------------------------------------------------------
+    def plan(self, requests: list, renew_before='30d') -> dict:
+        """Which of many identities need issuing or renewing, or still have a superseded certificate to finish.
+
+        One read of the store for the whole fleet: the nightly run asks this once instead of calling
+        client_certificate per identity. ``requests`` are client_certificate parameters (identity, subject, email,
+        sans, profile, key_type, renew_before, force); other keys (hosts, stores, ...) are ignored. A request that
+        would fail is listed under ``invalid`` with the field and the reason; it does not stop the others.
+        """
+        if not isinstance(requests, list):
+            raise InputError('expected a list of identities (dicts with identity, subject, email, ...)', 'requests')
+        now = self.clock()
+        self.authority.require_valid(now)
+        wanted: dict = {}
+        invalid = []
+        for index, request in enumerate(requests):
+            label = request.get('identity') if isinstance(request, dict) else None
+            try:
+                if not isinstance(request, dict):
+                    raise InputError('expected a dict, got %r' % (request,), 'requests[%d]' % index)
+                candidate = self.build_wanted(
+                    identity=request.get('identity'), subject=request.get('subject'), email=request.get('email'),
+                    sans=request.get('sans'), profile=request.get('profile') or DEFAULT_PROFILE,
+                    key_type=request.get('key_type') or 'rsa2048', valid_days=request.get('valid_days') or 365,
+                    renew_before=request.get('renew_before') or renew_before, force=request.get('force', False))
+            except InputError as exc:
+                invalid.append({'identity': label, 'host': request.get('host') if isinstance(request, dict) else None,
+                                'field': exc.field, 'msg': exc.message})
+                continue
+            earlier = wanted.get(candidate.identity)
+            if earlier is not None and earlier.display() != candidate.display():
+                invalid.append({'identity': candidate.identity, 'host': request.get('host'), 'field': 'identity',
+                                'msg': 'identity %r is defined differently in two places (%s vs %s)'
+                                       % (candidate.identity, earlier.display(), candidate.display())})
+                continue
+            wanted[candidate.identity] = candidate
+        with self.store.read():
+            records = self.store.find(identities=sorted(wanted)) if wanted else []
+            deployed = self.store.deployments(sorted(wanted)) if wanted else []
+        by_identity: dict = {}
+        for record in records:
+            by_identity.setdefault(record.identity, []).append(record)
+        installed = {(d['identity'], d['host']): d['serial'] for d in deployed}
+        carriers: dict = {}
+        for request in requests:
+            if isinstance(request, dict) and request.get('host') and request.get('identity') in wanted:
+                carriers.setdefault(request['identity'], [])
+                if request['host'] not in carriers[request['identity']]:
+                    carriers[request['identity']].append(request['host'])
+        due, pending, up_to_date, work = [], [], [], []
+        for identity, candidate in sorted(wanted.items()):
+            history = by_identity.get(identity, [])
+            current = next((r for r in history if r.is_current), None)
+            action, reasons = decide(current, candidate, now, bool(history))
+            superseded = [r.serial for r in history if r.pending_revocation and r.status == 'valid']
+            hosts = carriers.get(identity, [])
+            if action != 'none':
+                due.append({'identity': identity, 'action': 'issue' if action == 'issue' else 'renew',
+                            'reasons': reasons, 'serial': current.serial if current else None,
+                            'not_after': to_iso(current.not_after) if current else None})
+                work += [{'identity': identity, 'host': host, 'reason': action} for host in hosts]
+                waiting = list(hosts)
+            else:
+                waiting = [host for host in hosts if installed.get((identity, host)) != current.serial]
+                work += [{'identity': identity, 'host': host,
+                          'reason': 'deploy' if (identity, host) not in installed else 'replace older serial'}
+                         for host in waiting]
+            if superseded:
+                pending.append({'identity': identity, 'serials': superseded,
+                                'current_serial': current.serial if current else None,
+                                'waiting_for': waiting, 'ready': action == 'none' and not waiting})
+            if action == 'none' and not superseded and not waiting:
+                up_to_date.append(identity)
+        return {'changed': False, 'due': due, 'pending_revocation': pending, 'up_to_date': up_to_date,
+                'work': work, 'invalid': invalid,
+                'counts': {'requested': len(requests), 'identities': len(wanted), 'due': len(due),
+                           'pending_revocation': len(pending), 'up_to_date': len(up_to_date),
+                           'host_work': len(work), 'invalid': len(invalid)}}
+
+    # -- deployments -------------------------------------------------------------------------------------------
+    def record_deployments(self, deployments: list, state: str = 'present', check_mode: bool = False) -> dict:
+        """Remember which host carries which identity's certificate (the deploy role calls this after verifying)."""
+        if state not in ('present', 'absent'):
+            raise InputError('must be present or absent', 'state')
+        if not isinstance(deployments, list) or not deployments:
+            raise InputError('expected a non-empty list of {identity, host, serial, stores}', 'deployments')
+        entries = []
+        for index, entry in enumerate(deployments):
+            field = 'deployments[%d]' % index
+            if not isinstance(entry, dict):
+                raise InputError('expected a dict with identity, host, serial and stores', field)
+            identity = validate_identity(entry.get('identity'), field + '.identity')
+            host = validate_identity(entry.get('host'), field + '.host')
+            serial = normalize_serial(entry.get('serial'), field + '.serial') if state == 'present' else None
+            stores = entry.get('stores') or []
+            if not isinstance(stores, list):
+                raise InputError('expected a list of store names', field + '.stores')
+            entries.append((identity, host, serial, [str(x) for x in stores]))
+        now = self.clock()
+        changed, refused = [], []
+        with (self.store.read() if check_mode else self.store.write()):
+            for identity, host, serial, stores in entries:
+                if state == 'absent':
+                    existing = [d for d in self.store.deployments([identity]) if d['host'] == host]
+                    if existing and (check_mode or self.store.remove_deployment(identity, host)):
+                        changed.append({'identity': identity, 'host': host, 'serial': existing[0]['serial']})
+                    continue
+                record = self.store.get(serial)
+                if record is None or record.identity != identity:
+                    raise NotFoundError('certificate %s was not issued to identity %r' % (serial, identity),
+                                        'deployments')
+                if record.status != 'valid' or not record.is_current:
+                    refused.append({'identity': identity, 'host': host, 'serial': serial,
+                                    'msg': 'not the current certificate of %s' % identity})
+                    continue
+                before = [d for d in self.store.deployments([identity]) if d['host'] == host]
+                news = not before or before[0]['serial'] != serial or before[0]['stores'] != sorted(stores)
+                if news and not check_mode:
+                    self.store.record_deployment(identity, host, serial, stores, now)
+                    self.store.append_audit(now, 'deploy', identity, [serial], 'recorded',
+                                            {'host': host, 'stores': sorted(stores)})
+                if news:
+                    changed.append({'identity': identity, 'host': host, 'serial': serial})
+        return {'changed': bool(changed), 'recorded' if state == 'present' else 'removed': changed,
+                'refused': refused}
+
     # -- export ------------------------------------------------------------------------------------------------
     def export(self, *, serial=None, identity=None, format='pkcs12', dest=None, password=None,
                encryption='modern', friendly_name=None, include_chain=True, include_key=None, iterations=None,

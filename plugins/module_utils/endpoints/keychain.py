@@ -40,7 +40,7 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from secrets import token_urlsafe
+from secrets import token_hex
 
 from ansible_collections.certfleet.pki.plugins.module_utils.ca import pkcs12 as pkcs12_lib
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CertfleetError, InputError
@@ -73,21 +73,31 @@ class KeychainError(CertfleetError):
     """security refused, or the keychain is not usable."""
 
 
-def default_runner(args: list, stdin: str | None = None) -> tuple:
+def default_runner(args: list, stdin: str | None = None, timeout: int = RUN_TIMEOUT) -> tuple:
     """Run ``security`` without a controlling terminal (new session), optionally feeding ``stdin``."""
     env = dict(os.environ, LC_ALL='C', LANG='C')
     data = None if stdin is None else stdin.encode('utf-8')
     try:
         completed = subprocess.run(args, input=data, stdin=subprocess.DEVNULL if data is None else None,
                                    capture_output=True, env=env, check=False, start_new_session=True,
-                                   timeout=RUN_TIMEOUT)
+                                   timeout=timeout)
     except subprocess.TimeoutExpired:
-        return 124, '', ('certfleet: %s did not finish within %d s; it is probably waiting for a dialog on the '
-                         "Mac's screen" % (' '.join(args[:2]), RUN_TIMEOUT))
+        return 124, '', ("certfleet: %s did not finish within %d s; it is probably waiting for a dialog on the Mac's "
+                         'screen (a locked keychain asking for its password, or a trust settings confirmation)'
+                         % (' '.join(args[:2]), timeout))
     except FileNotFoundError:
         return 127, '', 'certfleet: %s not found (this module runs on macOS only)' % args[0]
     return (completed.returncode, completed.stdout.decode('utf-8', 'replace'),
             completed.stderr.decode('utf-8', 'replace'))
+
+
+def make_runner(timeout: int = RUN_TIMEOUT):
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1:
+        raise InputError('must be a positive number of seconds, got %r' % (timeout,), 'command_timeout')
+
+    def runner(args: list, stdin: str | None = None) -> tuple:
+        return default_runner(args, stdin, timeout)
+    return runner
 
 
 # -- command lines ---------------------------------------------------------------------------------------------
@@ -424,6 +434,8 @@ class Keychain:
 
     def unlock(self, password) -> None:
         rc, out, err = self.run(unlock_command(self.path, self.security), str(password) + '\n')
+        if rc in (124, 127):  # security is missing, or it waited for something (see default_runner)
+            raise failure('unlocking the keychain', rc, out, err, self.path, 'keychain')
         if rc != 0:
             lines = [line for line in (err or out).strip().splitlines() if line.strip()]
             raise KeychainError('could not unlock %s (%s): wrong password?' % (
@@ -445,8 +457,15 @@ class Keychain:
         return True
 
     def trust(self, ca_path: str, policies) -> None:
-        self._call(add_trusted_cert_command(ca_path, self.path, self.kind == 'system', policies, self.security),
-                   'trusting the CA', 'trust_ca')
+        try:
+            self._call(add_trusted_cert_command(ca_path, self.path, self.kind == 'system', policies, self.security),
+                       'trusting the CA', 'trust_ca')
+        except KeychainError as exc:
+            if exc.field == 'trust_ca':
+                raise
+            # For example a password dialog nobody answers in a GUI session (the run timed out).
+            raise KeychainError('%s; trust the CA with a configuration profile (certfleet.pki.apple_profile, through '
+                                'an MDM) or set trust_ca: false' % exc.message, 'trust_ca')
 
     def import_pkcs12(self, path: str, password: str, applications, non_extractable: bool, shown: str) -> None:
         self._call(import_command(path, self.path, password, applications, non_extractable, self.security),
@@ -490,9 +509,11 @@ def _entries(certificates: dict, identities: dict) -> list:
 
 
 def _summary(entries: list) -> str:
-    return ''.join('%s sha1=%s serial=%s not_after=%s%s\n' % (e['subject'], e['fingerprint_sha1'], e['serial'],
-                                                             e['not_after'], ' (key)' if e['has_key'] else '')
-                   for e in entries)
+    lines = []
+    for e in entries:
+        lines.append('%s sha1=%s serial=%s not_after=%s%s\n' % (
+            e['subject'], e['fingerprint_sha1'], e['serial'], e['not_after'], ' (key)' if e['has_key'] else ''))
+    return ''.join(lines)
 
 
 def _certificate_result(certificate) -> dict:
@@ -539,11 +560,12 @@ def ensure_keychain_certificate(*, keychain='login', user=None, keychain_passwor
                                 trust_policies=None, identity_preference_urls=None, access_applications=None,
                                 non_extractable=False, reencrypt=True, fingerprint_sha1=None, issuer=None,
                                 keep_fingerprint_sha1=None, check_mode=False, runner=None, security=SECURITY,
-                                euid=None) -> dict:
+                                euid=None, command_timeout=RUN_TIMEOUT) -> dict:
     """Make a keychain hold (or not hold) a client certificate with its key; the result dict of the module."""
     if state not in ('present', 'absent'):
         raise InputError('must be present or absent', 'state')
     euid = os.geteuid() if euid is None else euid
+    runner = runner or make_runner(command_timeout)
     path, kind = resolve_keychain(keychain, user, euid)
     store = Keychain(path, kind, runner, security)
 
@@ -617,7 +639,7 @@ def _present(store: Keychain, require_root, *, keychain_password, pkcs12_path, p
                 if reencrypt:
                     # A copy in the legacy encryption macOS reads, under a one-time password: the user's PKCS#12
                     # password never reaches a command line, and AES/PBES2 files import too.
-                    one_time = token_urlsafe(24)
+                    one_time = token_hex(24)
                     copy = pkcs12_lib.serialize(
                         key=parsed.key, certificate=certificate,
                         chain=[c.certificate for c in parsed.additional_certs

@@ -48,8 +48,8 @@ class NSSError(CertfleetError):
 def default_runner(args: list) -> tuple:
     env = dict(os.environ, LC_ALL='C', LANG='C')
     completed = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, env=env, check=False)
-    return completed.returncode, completed.stdout.decode('utf-8', 'replace'), completed.stderr.decode('utf-8',
-                                                                                                       'replace')
+    return (completed.returncode, completed.stdout.decode('utf-8', 'replace'),
+            completed.stderr.decode('utf-8', 'replace'))
 
 
 def certificate_key_id(certificate) -> str:
@@ -433,7 +433,7 @@ def ensure_nss_certificate(*, db, db_password=None, create_db=False, state='pres
     if not selectors and not issuer:
         raise InputError('state=absent needs fingerprint_sha256, serial, nickname or issuer', 'fingerprint_sha256')
     wanted_fp = _normalize_fingerprint(fingerprint_sha256, 'fingerprint_sha256') if fingerprint_sha256 else None
-    wanted_serial = _normalize_serial(serial) if serial else None
+    wanted_serials = {_normalize_serial(one) for one in _as_list(serial)} if serial else None
     keep = {_normalize_fingerprint(k, 'keep_fingerprint_sha256') for k in _as_list(keep_fingerprint_sha256)}
     ca = load_pem_certificate(issuer, 'issuer') if issuer else None
     database.require()
@@ -441,7 +441,7 @@ def ensure_nss_certificate(*, db, db_password=None, create_db=False, state='pres
     if selectors:
         targets = [e for e in before
                    if (wanted_fp is None or e.fingerprint_sha256 == wanted_fp)
-                   and (wanted_serial is None or e.serial == wanted_serial)
+                   and (wanted_serials is None or e.serial in wanted_serials)
                    and (nickname is None or e.nickname == nickname)]
         if ca is not None:
             foreign = [e for e in targets if not issued_by(e.certificate, ca)]

@@ -90,12 +90,26 @@ WHEN OLD.status = 'revoked' AND NEW.status <> 'revoked'
 BEGIN SELECT RAISE(ABORT, 'a revoked certificate stays revoked'); END;
 """
 
+# Version 2: where each identity's certificate is installed, per host (written by the deploy role).
+_SCHEMA_V2 = """
+CREATE TABLE deployments (
+    identity TEXT NOT NULL,
+    host TEXT NOT NULL,
+    serial TEXT NOT NULL REFERENCES certificates(serial),
+    stores TEXT NOT NULL DEFAULT '[]',
+    deployed_at TEXT NOT NULL,
+    PRIMARY KEY (identity, host)
+);
+CREATE INDEX deployments_serial ON deployments(serial);
+"""
+
 # version -> SQL that brings the previous version to it. Append only; never edit a released step.
 MIGRATIONS = {
     1: _SCHEMA_V1,
+    2: _SCHEMA_V2,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
-REQUIRED_TABLES = {'meta', 'certificates', 'held_keys', 'audit'}
+REQUIRED_TABLES = {'meta', 'certificates', 'held_keys', 'audit', 'deployments'}
 
 _COLUMNS = ('serial, identity, subject, subject_json, sans_json, profile, key_type, key_status, public_key_sha256, '
             'not_before, not_after, fingerprint_sha256, fingerprint_sha1, pem, issued_at, status, is_current, '
@@ -278,12 +292,20 @@ class SQLiteStore(CertificateStore):
         row = self._exec('SELECT %s FROM certificates WHERE serial = ?' % _COLUMNS, (serial,)).fetchone()
         return _record(row) if row else None
 
-    def find(self, identity: str | None = None, serials: list | None = None) -> list:
+    def find(self, identity: str | None = None, serials: list | None = None, identities: list | None = None) -> list:
+        if identities is not None and len(identities) > 500:  # stay below SQLite's bound-parameter limit
+            return [record for start in range(0, len(identities), 500)
+                    for record in self.find(identity, serials, identities[start:start + 500])]
         sql = 'SELECT %s FROM certificates' % _COLUMNS
         clauses, params = [], []
         if identity is not None:
             clauses.append('identity = ?')
             params.append(identity)
+        if identities is not None:
+            if not identities:
+                return []
+            clauses.append('identity IN (%s)' % ','.join('?' * len(identities)))
+            params.extend(identities)
         if serials is not None:
             if not serials:
                 return []
@@ -341,6 +363,37 @@ class SQLiteStore(CertificateStore):
             "COUNT(DISTINCT identity) FROM certificates", (now_text, now_text)).fetchone()
         return {'total': row[0], 'valid': row[1] or 0, 'revoked': row[2] or 0, 'expired': row[3] or 0,
                 'pending_revocation': row[4] or 0, 'identities': row[5]}
+
+    # -- deployments ------------------------------------------------------------------------------------------
+    def record_deployment(self, identity: str, host: str, serial: str, stores: list, at) -> bool:
+        """Remember that ``host`` carries ``serial`` for ``identity``; returns True when that is news."""
+        row = self._exec('SELECT serial, stores FROM deployments WHERE identity = ? AND host = ?',
+                         (identity, host)).fetchone()
+        stores_text = json.dumps(sorted(stores or []))
+        if row and row[0] == serial and row[1] == stores_text:
+            return False
+        self._exec('INSERT INTO deployments (identity, host, serial, stores, deployed_at) VALUES (?, ?, ?, ?, ?) '
+                   'ON CONFLICT(identity, host) DO UPDATE SET serial = excluded.serial, stores = excluded.stores, '
+                   'deployed_at = excluded.deployed_at', (identity, host, serial, stores_text, to_iso(at)))
+        return True
+
+    def remove_deployment(self, identity: str, host: str) -> bool:
+        return bool(self._exec('DELETE FROM deployments WHERE identity = ? AND host = ?', (identity, host)).rowcount)
+
+    def deployments(self, identities: list | None = None) -> list:
+        sql = 'SELECT identity, host, serial, stores, deployed_at FROM deployments'
+        params: list = []
+        if identities is not None:
+            if not identities:
+                return []
+            if len(identities) > 500:
+                return [d for start in range(0, len(identities), 500)
+                        for d in self.deployments(identities[start:start + 500])]
+            sql += ' WHERE identity IN (%s)' % ','.join('?' * len(identities))
+            params = list(identities)
+        sql += ' ORDER BY identity, host'
+        return [{'identity': row[0], 'host': row[1], 'serial': row[2], 'stores': json.loads(row[3]),
+                 'deployed_at': row[4]} for row in self._exec(sql, params)]
 
     # -- held keys --------------------------------------------------------------------------------------------
     def wrapped_key(self, serial: str) -> bytes | None:

@@ -1,0 +1,138 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: certfleet.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: client_certificate_deployment
+short_description: Record in the CA store which host carries which certificate
+version_added: 0.1.0
+description:
+  - The CA store knows what it issued; this module tells it where each identity's certificate is installed, per
+    host. The M(certfleet.pki.deploy) role calls it once the certificate is verified in every store of the host.
+  - The fleet playbooks read these records through M(certfleet.pki.client_certificate_info) (I(requests)): a host
+    whose record does not show the identity's current serial (a failed first roll-out, a new laptop for an existing
+    identity, a renewal not finished there) gets work, and an old certificate is revoked only when every host that
+    carries the identity shows the new serial.
+  - Only the current certificate of an identity can be recorded; an older serial is listed in C(refused).
+author:
+  - certfleet.pki developers (@certfleet)
+extends_documentation_fragment:
+  - certfleet.pki.ca
+  - certfleet.pki.ca.ATTRIBUTES
+attributes:
+  check_mode:
+    description: Reports what would be recorded or removed without writing.
+    support: full
+  diff_mode:
+    description: Not supported.
+    support: none
+  idempotent:
+    description: Recording what is already recorded reports C(changed=false).
+    support: full
+options:
+  deployments:
+    description:
+      - What to record (or forget, with I(state=absent)).
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      identity:
+        description: The identity.
+        type: str
+        required: true
+      host:
+        description: The inventory name of the host that carries it.
+        type: str
+        required: true
+      serial:
+        description: The serial now installed there (required with I(state=present)).
+        type: str
+      stores:
+        description: The stores that hold it on that host.
+        type: list
+        elements: str
+  state:
+    description: C(present) records, C(absent) forgets the host (for example when a laptop is retired).
+    type: str
+    choices: [present, absent]
+    default: present
+seealso:
+  - module: certfleet.pki.client_certificate_info
+'''
+
+EXAMPLES = r'''
+- name: The CA knows that alice's laptop now carries her new certificate
+  certfleet.pki.client_certificate_deployment:
+    ca_path: /var/lib/certfleet/ca
+    ca_passphrase: "{{ vault_ca_passphrase }}"
+    deployments:
+      - identity: alice
+        host: "{{ inventory_hostname }}"
+        serial: "{{ alice_cert.serial }}"
+        stores: [firefox, chromium]
+  delegate_to: ca.example.org
+
+- name: A retired laptop no longer holds anything
+  certfleet.pki.client_certificate_deployment:
+    ca_path: /var/lib/certfleet/ca
+    ca_passphrase: "{{ vault_ca_passphrase }}"
+    state: absent
+    deployments:
+      - {identity: alice, host: laptop-17}
+'''
+
+RETURN = r'''
+recorded:
+  description: With I(state=present), the records that were new or changed (C(identity), C(host), C(serial)).
+  returned: when I(state=present)
+  type: list
+  elements: dict
+removed:
+  description: With I(state=absent), the records that were removed.
+  returned: when I(state=absent)
+  type: list
+  elements: dict
+refused:
+  description: Entries whose serial is not the identity's current certificate, with C(msg).
+  returned: always
+  type: list
+  elements: dict
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA
+from ansible_collections.certfleet.pki.plugins.module_utils.common.ansible_glue import (
+    ca_argument_spec, require_cryptography, run,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=ca_argument_spec(
+            deployments={'type': 'list', 'elements': 'dict', 'required': True, 'options': {
+                'identity': {'type': 'str', 'required': True},
+                'host': {'type': 'str', 'required': True},
+                'serial': {'type': 'str'},
+                'stores': {'type': 'list', 'elements': 'str'},
+            }},
+            state={'type': 'str', 'default': 'present', 'choices': ['present', 'absent']},
+        ),
+        supports_check_mode=True,
+    )
+    require_cryptography(module)
+    params = module.params
+
+    def operation():
+        with ManagedCA(params['ca_path'], params['ca_passphrase']) as ca:
+            return ca.record_deployments(params['deployments'], params['state'], check_mode=module.check_mode)
+
+    run(module, operation)
+
+
+if __name__ == '__main__':
+    main()
