@@ -12,7 +12,7 @@ version_added: 0.1.0
 description:
   - The CA store knows what it issued; this module tells it where each identity's certificate is installed, per
     host. The M(certfleet.pki.deploy) role calls it once the certificate is verified in every store of the host.
-  - The fleet playbooks read these records through M(certfleet.pki.client_certificate_info) (I(requests)): a host
+  - The fleet playbooks read these records through M(certfleet.pki.client_certificate_info) (I(requests)). A host
     whose record does not show the identity's current serial (a failed first roll-out, a new laptop for an existing
     identity, a renewal not finished there) gets work, and an old certificate is revoked only when every host that
     carries the identity shows the new serial.

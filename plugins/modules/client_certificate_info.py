@@ -55,7 +55,16 @@ options:
     type: bool
     default: false
   include_certificate:
-    description: Add each certificate's PEM as C(certificate).
+    description: Add each certificate's PEM as C(certificate), and the CA certificate's PEM as C(ca.certificate).
+    type: bool
+    default: false
+  include_deployments:
+    description:
+      - Add C(deployments), the records of which host carries which serial, as the M(certfleet.pki.deploy) role
+        and M(certfleet.pki.client_certificate_deployment) keep them.
+      - Without filters, every record; with I(identity) alone, that identity's records; with any other filter,
+        the records of the selected certificates.
+      - Ignored with I(requests).
     type: bool
     default: false
   requests:
@@ -108,6 +117,12 @@ EXAMPLES = r'''
     renew_before: 30d
   run_once: true
   register: plan
+
+- name: Which hosts carry which certificate is known
+  certfleet.pki.client_certificate_info:
+    ca_path: /var/lib/certfleet/ca
+    include_deployments: true
+  register: inventory
 
 - name: Nothing is left waiting for revocation after the roll-out
   certfleet.pki.client_certificate_info:
@@ -209,6 +224,31 @@ certificates:
       description: The certificate, PEM.
       type: str
       returned: when I(include_certificate=true)
+deployments:
+  description: Which host carries which certificate, one entry per identity and host.
+  returned: when I(include_deployments=true) and I(requests) is not given
+  type: list
+  elements: dict
+  contains:
+    identity:
+      description: The identity.
+      type: str
+    host:
+      description: The inventory name of the host.
+      type: str
+    serial:
+      description: The serial recorded as installed there.
+      type: str
+    stores:
+      description: The stores that hold it on that host.
+      type: list
+      elements: str
+    deployed_at:
+      description: When the record was made, ISO 8601 UTC.
+      type: str
+  sample:
+    - {identity: alice, host: laptop-17, serial: 5F1B0C2D9E8A7B6C, stores: [chromium, firefox],
+       deployed_at: "2026-11-21T08:06:00Z"}
 count:
   description: Number of certificates in C(certificates).
   returned: always
@@ -320,6 +360,10 @@ ca:
     self_signed:
       description: Whether the CA is a self-signed root.
       type: bool
+    certificate:
+      description: The CA certificate, PEM.
+      type: str
+      returned: when I(include_certificate=true) and I(requests) is not given
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -339,6 +383,7 @@ def main():
             expiring_within={'type': 'int'},
             current_only={'type': 'bool', 'default': False},
             include_certificate={'type': 'bool', 'default': False},
+            include_deployments={'type': 'bool', 'default': False},
             requests={'type': 'list', 'elements': 'dict'},
             renew_before={'type': 'str', 'default': '30d'},
         ),
@@ -355,7 +400,8 @@ def main():
                 return result
             return ca.query(identity=params['identity'], serial=params['serial'], status=params['status'],
                             expiring_within=params['expiring_within'], current_only=params['current_only'],
-                            include_certificate=params['include_certificate'])
+                            include_certificate=params['include_certificate'],
+                            include_deployments=params['include_deployments'])
 
     run(module, operation)
 

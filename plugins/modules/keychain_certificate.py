@@ -145,9 +145,13 @@ options:
     default: false
   fingerprint_sha1:
     description:
-      - With O(state=absent), the SHA-1 fingerprint (40 hex digits, colons allowed) of the certificate to remove.
-        With O(issuer) too, it must have been issued by that CA or nothing is removed.
-    type: str
+      - With O(state=absent), the SHA-1 fingerprints (40 hex digits, colons allowed) of the certificates to remove.
+        With O(issuer) too, each must have been issued by that CA or nothing is removed.
+      - The M(certfleet.pki.deploy) role passes the older certificates of one identity here, so other identities from
+        the same CA in the same keychain are left alone.
+    type: list
+    elements: str
+    aliases: [fingerprints_sha1]
   issuer:
     description:
       - With O(state=absent), a CA certificate (PEM text or path); every certificate it issued is removed with its key,
@@ -341,7 +345,7 @@ def main():
             'identity_preference_urls': {'type': 'list', 'elements': 'str', 'default': []},
             'access_applications': {'type': 'list', 'elements': 'path', 'default': []},
             'non_extractable': {'type': 'bool', 'default': False},
-            'fingerprint_sha1': {'type': 'str'},
+            'fingerprint_sha1': {'type': 'list', 'elements': 'str', 'aliases': ['fingerprints_sha1']},
             'issuer': {'type': 'str'},
             'keep_fingerprint_sha1': {'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
             'command_timeout': {'type': 'int', 'default': 300},

@@ -18,7 +18,7 @@ import shutil
 import pytest
 from integration_support import TARGETS, AnsibleRunner, PlaybookRun
 
-ENDPOINT_TARGETS = ['nss_certificate', 'nss_certificate_info', 'firefox_profile_info']
+ENDPOINT_TARGETS = ['nss_certificate', 'nss_certificate_info', 'firefox_profile_info', 'apple_profile']
 
 WRAPPER = '''---
 - name: certfleet.pki integration target {target}

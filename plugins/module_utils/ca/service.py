@@ -537,7 +537,7 @@ class ManagedCA:
 
     # -- query -------------------------------------------------------------------------------------------------
     def query(self, *, identity=None, serial=None, status=None, expiring_within=None, current_only=False,
-              include_certificate=False) -> dict:
+              include_certificate=False, include_deployments=False) -> dict:
         if status is not None and status not in STATUSES:
             raise InputError('unknown status %r (use %s)' % (status, ', '.join(STATUSES)), 'status')
         if identity is not None:
@@ -551,6 +551,8 @@ class ManagedCA:
         with self.store.read():
             records = self.store.find(identity=identity, serials=serials)
             counts = self.store.counts(now)
+            deployed = (self.store.deployments([identity] if identity is not None else None)
+                        if include_deployments else None)
         selected = []
         for record in records:
             state = record.state(now)
@@ -564,8 +566,19 @@ class ManagedCA:
             if current_only and not record.is_current:
                 continue
             selected.append(record.to_result(now, include_pem=include_certificate))
-        return {'changed': False, 'certificates': selected, 'count': len(selected), 'totals': counts,
-                'ca': self.authority.summary()}
+        authority = self.authority.summary()
+        if include_certificate:
+            authority['certificate'] = self.authority.certificate_pem()
+        result = {'changed': False, 'certificates': selected, 'count': len(selected), 'totals': counts,
+                  'ca': authority}
+        if deployed is not None:
+            # Which host carries which serial, as the deploy role recorded it; the report and revoke playbooks
+            # read it. Only the selected certificates' records with a serial or identity filter.
+            wanted = {c['serial'] for c in selected}
+            result['deployments'] = [d for d in deployed
+                                     if (serials is None and status is None and expiring_within is None
+                                         and not current_only) or d['serial'] in wanted]
+        return result
 
     # -- plan --------------------------------------------------------------------------------------------------
     def plan(self, requests: list, renew_before='30d') -> dict:

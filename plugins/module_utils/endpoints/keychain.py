@@ -686,7 +686,8 @@ def _absent(store: Keychain, require_root, *, keychain_password, fingerprint_sha
             check_mode) -> dict:
     if not fingerprint_sha1 and not issuer:
         raise InputError('state=absent needs fingerprint_sha1 or issuer', 'fingerprint_sha1')
-    wanted = normalize_sha1(fingerprint_sha1, 'fingerprint_sha1') if fingerprint_sha1 else None
+    wanted = {normalize_sha1(one, 'fingerprint_sha1') for one in _as_list(fingerprint_sha1)} if fingerprint_sha1 \
+        else None
     keep = {normalize_sha1(k, 'keep_fingerprint_sha1') for k in _as_list(keep_fingerprint_sha1)}
     ca = load_pem_certificate(issuer, 'issuer') if issuer else None
     if keychain_password:
@@ -694,7 +695,7 @@ def _absent(store: Keychain, require_root, *, keychain_password, fingerprint_sha
     certificates, identities = _inventory(store)
     before = _entries(certificates, identities)
     if wanted:
-        targets = [c for sha1, c in certificates.items() if sha1 == wanted]
+        targets = [c for sha1, c in certificates.items() if sha1 in wanted]
         if ca is not None:
             foreign = [c for c in targets if not issued_by(c.certificate, ca)]
             if foreign:

@@ -445,3 +445,25 @@ def test_query_statuses_and_expiry(ca):
     with pytest.raises(InputError) as err:
         ca.query(status='lost')
     assert err.value.field == 'status'
+
+
+def test_query_include_deployments_and_ca_pem(ca):
+    alice = ca.ensure('alice')
+    bob = ca.ensure('bob')
+    with ca.open() as managed:
+        managed.record_deployments([
+            {'identity': 'alice', 'host': 'h1', 'serial': alice['serial'], 'stores': ['firefox']},
+            {'identity': 'alice', 'host': 'h2', 'serial': alice['serial'], 'stores': ['chromium']},
+            {'identity': 'bob', 'host': 'h2', 'serial': bob['serial'], 'stores': ['firefox']},
+        ])
+    assert 'deployments' not in ca.query()
+    assert 'certificate' not in ca.query()['ca']
+    everything = ca.query(include_deployments=True)['deployments']
+    assert [(d['identity'], d['host'], d['serial']) for d in everything] == [
+        ('alice', 'h1', alice['serial']), ('alice', 'h2', alice['serial']), ('bob', 'h2', bob['serial'])]
+    assert {d['host'] for d in ca.query(identity='bob', include_deployments=True)['deployments']} == {'h2'}
+    assert ca.query(serial=alice['serial'], include_deployments=True)['deployments'] == everything[:2]
+    ca.revoke(serial=bob['serial'])
+    assert ca.query(status='revoked', include_deployments=True)['deployments'] == everything[2:]
+    pem = ca.query(include_certificate=True)['ca']['certificate']
+    assert pem.startswith('-----BEGIN CERTIFICATE-----') and 'PRIVATE' not in pem
