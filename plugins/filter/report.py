@@ -64,7 +64,7 @@ def timeline_axis(now=None, days=TIMELINE_DAYS):
         fraction = (first - moment).total_seconds() / (days * 86400.0)
         if fraction > 1:
             return ticks
-        ticks.append({'fraction': fraction, 'label': first.strftime('%b %Y' if month == 1 else '%b')})
+        ticks.append({'fraction': fraction, 'label': first.strftime('%Y' if month == 1 else '%b')})
 
 
 def _csv_cell(value) -> str:

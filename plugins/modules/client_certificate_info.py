@@ -60,7 +60,7 @@ options:
     default: false
   include_deployments:
     description:
-      - Add C(deployments), the records of which host carries which serial, as the M(certfleet.pki.deploy) role
+      - Add C(deployments), the records of which host carries which serial, as the C(certfleet.pki.deploy) role
         and M(certfleet.pki.client_certificate_deployment) keep them.
       - Without filters, every record; with I(identity) alone, that identity's records; with any other filter,
         the records of the selected certificates.

@@ -1,0 +1,55 @@
+# -*- coding: utf-8 -*-
+# Copyright: certfleet.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from ansible_collections.certfleet.pki.plugins.filter.report import certificate_report, timeline_axis, to_csv
+
+NOW = '2026-01-15T12:00:00Z'
+
+
+def _cert(serial, status='valid', not_after='2026-02-01T12:00:00Z', **extra):
+    return dict({'identity': 'alice', 'serial': serial, 'status': status, 'not_after': not_after}, **extra)
+
+
+@pytest.mark.parametrize('not_after, status, days_left, expiring, timeline', [
+    ('2026-02-01T12:00:00Z', 'valid', 17, True, 17 / 365),
+    ('2026-02-14T12:00:00Z', 'valid', 30, True, 30 / 365),
+    ('2026-02-15T12:00:00Z', 'valid', 31, False, 31 / 365),
+    ('2028-01-01T00:00:00Z', 'valid', 715, False, 1.0),
+    ('2026-01-10T00:00:00Z', 'expired', -6, False, 0.0),
+    ('2026-02-01T12:00:00Z', 'revoked', 17, False, 17 / 365),
+])
+def test_certificate_report_days_and_flags(not_after, status, days_left, expiring, timeline):
+    row = certificate_report([_cert('A1', status, not_after)], [], 30, now=NOW)[0]
+    assert (row['days_left'], row['expiring']) == (days_left, expiring)
+    assert row['timeline'] == pytest.approx(timeline)
+
+
+def test_certificate_report_hosts_come_from_deployments():
+    deployments = [{'identity': 'alice', 'host': 'h2', 'serial': 'A1'}, {'identity': 'alice', 'host': 'h1',
+                                                                          'serial': 'A1'},
+                   {'identity': 'alice', 'host': 'h3', 'serial': 'B2'}]
+    rows = certificate_report([_cert('A1'), _cert('B2'), _cert('C3')], deployments, now=NOW)
+    assert [row['hosts'] for row in rows] == [['h1', 'h2'], ['h3'], []]
+
+
+def test_to_csv_quotes_and_flattens():
+    text = to_csv([{'identity': 'Smith, "Al"', 'hosts': ['h1', 'h2'], 'expiring': True, 'revoked_at': None}],
+                  ['identity', 'hosts', 'expiring', 'revoked_at'])
+    assert list(csv.reader(io.StringIO(text))) == [['identity', 'hosts', 'expiring', 'revoked_at'],
+                                                   ['Smith, "Al"', 'h1 h2', 'yes', '']]
+    assert text.splitlines()[1] == '"Smith, ""Al""",h1 h2,yes,'
+
+
+def test_timeline_axis_has_twelve_month_ticks_in_order():
+    ticks = timeline_axis(NOW)
+    assert [t['label'] for t in ticks] == ['Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov',
+                                           'Dec', '2027']
+    fractions = [t['fraction'] for t in ticks]
+    assert fractions == sorted(fractions) and 0 < fractions[0] and fractions[-1] <= 1
