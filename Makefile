@@ -16,7 +16,8 @@ export ANSIBLE_LOCAL_TEMP := $(BUILD)/ansible-local-tmp
 export ANSIBLE_NOCOLOR := 1
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help demo test venv system-packages collection-link build install-check lint unit integration sanity clean
+.PHONY: help demo test venv system-packages demo-packages collection-link build install-check lint unit integration \
+        sanity bench-nightly bench-nightly-quick clean
 
 help:
 	@echo "make demo   create a virtualenv, install the collection and run the demo on the embedded CA"
@@ -31,7 +32,10 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 venv: $(BIN)/.installed
 
 system-packages:
-	bash tests/setup/install-system-packages.sh
+	bash tests/setup/install-system-packages.sh test
+
+demo-packages:
+	bash tests/setup/install-system-packages.sh demo
 
 collection-link:
 	mkdir -p $(LINK_ROOT)/ansible_collections/certfleet
@@ -52,7 +56,7 @@ install-check: build
 	    -e ansible_python_interpreter=$(BIN)/python -e certfleet_demo_dir=$(BUILD)/install-check \
 	    tests/setup/installed_smoke.yml
 
-demo: venv build
+demo: demo-packages venv build
 	rm -rf $(BUILD)/demo
 	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/demo/collections \
 	    $(BIN)/ansible-galaxy collection install --offline -p $(BUILD)/demo/collections $(TARBALL) >/dev/null
@@ -74,6 +78,13 @@ sanity: venv
 
 test: system-packages venv collection-link lint unit integration sanity install-check
 	@echo "make test: all checks passed"
+
+# The nightly-run benchmark (bench/nightly/README.md): certfleet.pki.renew against a per-identity task loop.
+bench-nightly: venv collection-link
+	$(BIN)/python bench/nightly/run.py
+
+bench-nightly-quick: venv collection-link
+	$(BIN)/python bench/nightly/run.py --quick
 
 clean:
 	rm -rf $(BUILD) tests/output

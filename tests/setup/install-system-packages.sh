@@ -3,8 +3,12 @@
 # As root with apt-get it installs what is missing; otherwise it only reports what is missing.
 set -euo pipefail
 
-# nginx, Firefox ESR and Chromium are the real clients of the deployment tests.
-packages=(openssl curl libnss3-tools shellcheck sqlite3 nginx-light firefox-esr chromium)
+# `demo`: what `make demo` needs (NSS tools for the simulated fleet's Firefox profiles).
+# `test` (default): also nginx, Firefox ESR and Chromium, the real clients of the deployment tests.
+case "${1:-test}" in
+  demo) packages=(openssl libnss3-tools) ;;
+  *) packages=(openssl curl libnss3-tools shellcheck sqlite3 nginx-light firefox-esr chromium) ;;
+esac
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
