@@ -170,8 +170,8 @@ def markdown(result: dict) -> str:
             continue
         row = s[name]
         share = '%.1f%%' % (100 * row['median_s'] / loop) if loop else '–'
-        lines.append('| %s | %d | %.1f | %.1f–%.1f | %s |' % (row['label'], row['runs'], row['median_s'],
-                                                             row['min_s'], row['max_s'], share))
+        cells = (row['label'], row['runs'], row['median_s'], row['min_s'], row['max_s'], share)
+        lines.append('| %s | %d | %.1f | %.1f–%.1f | %s |' % cells)
     m, f = result['machine'], result['fleet']
     target = result.get('target')
     lines += ['', '%d identities over %d local hosts (%d per host, stores: [], ec-p256 keys), one CA; %d%% due '

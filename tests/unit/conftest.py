@@ -21,7 +21,7 @@ _REPO = os.path.dirname(os.path.dirname(_HERE))
 COLLECTIONS_ROOT = os.path.join(_REPO, '.build', 'collections')
 
 try:
-    import ansible_collections.certfleet.pki.plugins.module_utils  # noqa: F401
+    import ansible_collections.certfleet.pki.plugins.module_utils  # noqa: F401  pylint: disable=unused-import
 except ImportError:
     _link = os.path.join(COLLECTIONS_ROOT, 'ansible_collections', 'certfleet', 'pki')
     if not os.path.exists(_link):

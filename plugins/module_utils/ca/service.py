@@ -665,7 +665,7 @@ class ManagedCA:
         if state not in ('present', 'absent'):
             raise InputError('must be present or absent', 'state')
         if not isinstance(deployments, list) or not deployments:
-            raise InputError('expected a non-empty list of {identity, host, serial, stores}', 'deployments')
+            raise InputError('expected a non-empty list of dicts with identity, host, serial and stores', 'deployments')
         entries = []
         for index, entry in enumerate(deployments):
             field = 'deployments[%d]' % index

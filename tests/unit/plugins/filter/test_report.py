@@ -32,8 +32,8 @@ def test_certificate_report_days_and_flags(not_after, status, days_left, expirin
 
 
 def test_certificate_report_hosts_come_from_deployments():
-    deployments = [{'identity': 'alice', 'host': 'h2', 'serial': 'A1'}, {'identity': 'alice', 'host': 'h1',
-                                                                          'serial': 'A1'},
+    deployments = [{'identity': 'alice', 'host': 'h2', 'serial': 'A1'},
+                   {'identity': 'alice', 'host': 'h1', 'serial': 'A1'},
                    {'identity': 'alice', 'host': 'h3', 'serial': 'B2'}]
     rows = certificate_report([_cert('A1'), _cert('B2'), _cert('C3')], deployments, now=NOW)
     assert [row['hosts'] for row in rows] == [['h1', 'h2'], ['h3'], []]

@@ -50,5 +50,5 @@ def test_sealed_key_is_bound_to_serial_salt_and_ca(ca_key):
 
 
 def test_salts_are_random():
-    assert len({new_salt() for _ in range(20)}) == 20
+    assert len({new_salt() for _round in range(20)}) == 20
     assert len(bytes.fromhex(new_salt())) == 16

@@ -190,8 +190,8 @@ def test_normalize_sans_refuses_non_lists_and_bad_email():
 
 
 @pytest.mark.parametrize('san, domain', [
-    ('email:a@Example.ORG', 'example.org'), ('UPN:a@Corp.Example', 'corp.example'), ('DNS:h.example.org',
-                                                                                    'h.example.org'),
+    ('email:a@Example.ORG', 'example.org'), ('UPN:a@Corp.Example', 'corp.example'),
+    ('DNS:h.example.org', 'h.example.org'),
     ('URI:https://example.org/', None), ('IP:10.0.0.1', None),
 ])
 def test_san_domain(san, domain):

@@ -269,11 +269,11 @@ def test_decide_without_current(current_and_ca):
 def test_decide_collects_every_reason(current_and_ca):
     current, ca = current_and_ca
     with ca.open() as managed:
-        wanted = managed.build_wanted(identity='alice', **dict(BASE, subject={'CN': 'x'}, profile='client_email',
-                                                                force=True))
+        request = dict(BASE, subject={'CN': 'x'}, profile='client_email', force=True)
+        wanted = managed.build_wanted(identity='alice', **request)
     action, reasons = decide(current, wanted, ca.clock())
     assert action == 'renew'
-    assert [r.split(':')[0].split(' ')[0] for r in reasons] == ['force', 'subject', 'profile']
+    assert [r.split(':', maxsplit=1)[0].split(' ', maxsplit=1)[0] for r in reasons] == ['force', 'subject', 'profile']
 
 
 # -- CSR --------------------------------------------------------------------------------------------------------
