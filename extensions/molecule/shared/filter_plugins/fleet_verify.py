@@ -53,8 +53,7 @@ def fleet_ca_problems(certificates: list, crl_serials: list, fleet: list, expect
                 if cert['status'] != 'revoked' or _serial(cert['serial']) not in crl:
                     problems.append('%s: certificate %s should be revoked and in the CRL (status %s)'
                                     % (identity, cert['serial'], cert['status']))
-                elif cert['current'] is False and cert['revocation_reason'] not in (revoked_identities[identity],
-                                                                                     'superseded'):
+                elif cert.get('revocation_reason') not in (revoked_identities[identity], 'superseded'):
                     problems.append('%s: certificate %s revoked for %s' % (identity, cert['serial'],
                                                                            cert['revocation_reason']))
             continue
