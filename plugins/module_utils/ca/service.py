@@ -57,6 +57,8 @@ WHICH = ('superseded', 'current', 'all')
 EXPORT_FORMATS = ('pkcs12', 'pem', 'der')
 STATUSES = ('valid', 'revoked', 'expired', 'pending_revocation')
 _SERIAL = re.compile(r'^[0-9A-F]{1,40}$')
+# The BEGIN line of a PEM private key block; the group is the optional kind ("ENCRYPTED ", "EC ", "RSA ", "").
+_PEM_KEY_BEGIN = re.compile(rb'-----BEGIN ((?:[A-Z]+ )?)PRIVATE' + rb' KEY-----')
 _CONTROL = re.compile(r'[\x00-\x1f\x7f]')
 
 
@@ -943,14 +945,14 @@ def _export_matches(existing: bytes, wanted: dict, password, key) -> bool:
             certificates = x509.load_pem_x509_certificates(existing)
             if [fingerprint(c) for c in certificates] != [wanted['fingerprint']] + wanted['chain']:
                 return False
-            has_key = b'PRIVATE KEY-----' in existing
-            if has_key != bool(wanted['key']):
+            key_blocks = _PEM_KEY_BEGIN.findall(existing)
+            if bool(key_blocks) != bool(wanted['key']):
                 return False
-            if has_key:
-                start = existing.index(b'-----BEGIN ENCRYPTED PRIVATE KEY-----') if b'ENCRYPTED PRIVATE' in existing \
-                    else None
-                if start is None:
+            if key_blocks:
+                # Only an encrypted PKCS#8 block is what this module writes; anything else is rewritten.
+                if key_blocks != [b'ENCRYPTED ']:
                     return False
+                start = _PEM_KEY_BEGIN.search(existing).start()
                 loaded = serialization.load_pem_private_key(existing[start:], password=password.encode('utf-8'))
                 return public_keys_match(loaded.public_key(), key.public_key())
             return True
