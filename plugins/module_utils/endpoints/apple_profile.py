@@ -28,8 +28,10 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.files import 
     SECRET_FILE_MODE, atomic_write, check_dest_folder, file_mode, read_bytes,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
-from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.keychain import apple_compatible, open_pkcs12
-from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.nss import issued_by, load_pem_certificate
+from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.keychain import apple_compatible
+from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.nss import (
+    issued_by, load_pem_certificate, open_pkcs12,
+)
 
 try:
     from cryptography import x509

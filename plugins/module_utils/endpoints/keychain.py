@@ -45,12 +45,13 @@ from secrets import token_hex
 from ansible_collections.certfleet.pki.plugins.module_utils.ca import pkcs12 as pkcs12_lib
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CertfleetError, InputError
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
-from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.nss import issued_by, load_pem_certificate
+from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.nss import (
+    issued_by, load_pem_certificate, open_pkcs12,
+)
 
 try:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.serialization import pkcs12
 except ImportError:
     pass
 
@@ -370,31 +371,6 @@ def resolve_keychain(keychain: str, user: str | None = None, euid: int | None = 
         raise InputError('%s does not exist (give login, system or the path of an existing keychain file)' % path,
                          'keychain')
     return path, kind
-
-
-def open_pkcs12(path: str, password):
-    """Read a PKCS#12 file; returns (parsed, data). Errors name the parameter."""
-    if not path:
-        raise InputError('is required', 'pkcs12_path')
-    try:
-        with open(path, 'rb') as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        raise InputError('%s does not exist' % path, 'pkcs12_path')
-    except IsADirectoryError:
-        raise InputError('%s is a folder, expected a PKCS#12 file' % path, 'pkcs12_path')
-    if password is None or password == '':
-        raise InputError('is required to open %s' % path, 'pkcs12_password')
-    try:
-        parsed = pkcs12.load_pkcs12(data, str(password).encode('utf-8'))
-    except ValueError as exc:
-        text = str(exc).lower()
-        if 'password' in text or 'mac' in text or 'decrypt' in text:
-            raise InputError('does not open %s (wrong password)' % path, 'pkcs12_password')
-        raise InputError('%s is not a readable PKCS#12 file (%s)' % (path, exc), 'pkcs12_path')
-    if parsed.cert is None or parsed.key is None:
-        raise InputError('%s must hold a certificate and its private key' % path, 'pkcs12_path')
-    return parsed, data
 
 
 def apple_compatible(data: bytes) -> tuple:

@@ -121,13 +121,17 @@ class NSSCertificate:
         }
 
 
-def load_pkcs12(path: str, password) -> tuple:
-    """Open a PKCS#12 file; returns (certificate, chain). Errors name the parameter."""
+def open_pkcs12(path: str, password) -> tuple:
+    """Read and open a PKCS#12 file with its key; returns (parsed, data). Errors name the parameter."""
+    if not path:
+        raise InputError('is required', 'pkcs12_path')
     try:
         with open(path, 'rb') as handle:
             data = handle.read()
     except FileNotFoundError:
         raise InputError('%s does not exist' % path, 'pkcs12_path')
+    except IsADirectoryError:
+        raise InputError('%s is a folder, expected a PKCS#12 file' % path, 'pkcs12_path')
     except OSError as exc:
         raise InputError('%s cannot be read (%s)' % (path, exc.strerror or exc), 'pkcs12_path')
     if password is None or password == '':
@@ -141,6 +145,12 @@ def load_pkcs12(path: str, password) -> tuple:
         raise InputError('%s is not a readable PKCS#12 file (%s)' % (path, exc), 'pkcs12_path')
     if parsed.cert is None or parsed.key is None:
         raise InputError('%s must hold a certificate and its private key' % path, 'pkcs12_path')
+    return parsed, data
+
+
+def load_pkcs12(path: str, password) -> tuple:
+    """Open a PKCS#12 file; returns (certificate, chain)."""
+    parsed, _data = open_pkcs12(path, password)
     return parsed.cert.certificate, [c.certificate for c in parsed.additional_certs]
 
 
