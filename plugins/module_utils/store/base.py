@@ -159,6 +159,14 @@ class CertificateStore(abc.ABC):
     def deployments(self, identities: list | None = None) -> list: ...
 
     @abc.abstractmethod
+    def record_request_rows(self, rows: list) -> None:
+        """Remember bulk request lines carried out (digest, action, identity, serial, previous_serial, batch, line,
+        processed_at)."""
+
+    @abc.abstractmethod
+    def request_rows(self, digests: list) -> list: ...
+
+    @abc.abstractmethod
     def wrapped_key(self, serial: str) -> bytes | None: ...
 
     @abc.abstractmethod

@@ -103,13 +103,29 @@ CREATE TABLE deployments (
 CREATE INDEX deployments_serial ON deployments(serial);
 """
 
+# Version 3: the bulk request lines already carried out, so that running a request file again changes nothing.
+_SCHEMA_V3 = """
+CREATE TABLE request_rows (
+    digest TEXT NOT NULL,
+    action TEXT NOT NULL,
+    identity TEXT,
+    serial TEXT NOT NULL REFERENCES certificates(serial),
+    previous_serial TEXT,
+    batch TEXT NOT NULL,
+    line INTEGER NOT NULL,
+    processed_at TEXT NOT NULL
+);
+CREATE INDEX request_rows_digest ON request_rows(digest);
+"""
+
 # version -> SQL that brings the previous version to it. Append only; never edit a released step.
 MIGRATIONS = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
+    3: _SCHEMA_V3,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
-REQUIRED_TABLES = {'meta', 'certificates', 'held_keys', 'audit', 'deployments'}
+REQUIRED_TABLES = {'meta', 'certificates', 'held_keys', 'audit', 'deployments', 'request_rows'}
 
 _COLUMNS = ('serial, identity, subject, subject_json, sans_json, profile, key_type, key_status, public_key_sha256, '
             'not_before, not_after, fingerprint_sha256, fingerprint_sha1, pem, issued_at, status, is_current, '
@@ -273,6 +289,16 @@ class SQLiteStore(CertificateStore):
                 raise
             raise StoreError('%s: %s' % (self.path, exc), 'ca_path')
 
+    def _exec_many(self, sql: str, rows: list) -> None:
+        try:
+            self._conn.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            raise StoreError('the store refused a change: %s' % exc)
+        except sqlite3.DatabaseError as exc:
+            if _is_busy(exc):
+                raise
+            raise StoreError('%s: %s' % (self.path, exc), 'ca_path')
+
     # -- meta -------------------------------------------------------------------------------------------------
     def get_meta(self, key: str, default=None):
         row = self._exec('SELECT value FROM meta WHERE key = ?', (key,)).fetchone()
@@ -394,6 +420,24 @@ class SQLiteStore(CertificateStore):
         sql += ' ORDER BY identity, host'
         return [{'identity': row[0], 'host': row[1], 'serial': row[2], 'stores': json.loads(row[3]),
                  'deployed_at': row[4]} for row in self._exec(sql, params)]
+
+    # -- bulk request lines -------------------------------------------------------------------------------------
+    def record_request_rows(self, rows: list) -> None:
+        self._exec_many('INSERT INTO request_rows (digest, action, identity, serial, previous_serial, batch, line, '
+                        'processed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+                        [(r['digest'], r['action'], r['identity'], r['serial'], r['previous_serial'], r['batch'],
+                          r['line'], to_iso(r['processed_at'])) for r in rows])
+
+    def request_rows(self, digests: list) -> list:
+        found = []
+        for start in range(0, len(digests), 500):
+            part = digests[start:start + 500]
+            found += [{'digest': row[0], 'action': row[1], 'identity': row[2], 'serial': row[3],
+                       'previous_serial': row[4], 'batch': row[5], 'line': row[6], 'processed_at': from_iso(row[7])}
+                      for row in self._exec('SELECT digest, action, identity, serial, previous_serial, batch, line, '
+                                            'processed_at FROM request_rows WHERE digest IN (%s) ORDER BY rowid'
+                                            % ','.join('?' * len(part)), part)]
+        return found
 
     # -- held keys --------------------------------------------------------------------------------------------
     def wrapped_key(self, serial: str) -> bytes | None:

@@ -1,0 +1,756 @@
+# -*- coding: utf-8 -*-
+# Copyright: certfleet.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Bulk requests: a TSV/CSV file of issue, renew and revoke lines, carried out in one batch (private module_utils).
+
+The order of work keeps "nothing happens" true for every failure before the commit:
+1. read and validate every line against the policy and one snapshot of the store;
+2. generate keys, sign and pack PKCS#12 files on all cores, into a private staging folder;
+3. write every certificate, revocation and audit entry in one store transaction, after checking that nothing the
+   decisions rest on changed meanwhile;
+4. publish the staging folder under its final name with one rename.
+A line already carried out (same content) is recognised and reported as unchanged, so a file can be run again.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import secrets
+import shutil
+import zipfile
+from dataclasses import dataclass, field
+
+from ansible_collections.certfleet.pki.plugins.module_utils.ca import pkcs12 as pkcs12_lib
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.authority import fingerprint, public_key_sha256
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.keys import generate_private_key
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.names import certificate_sans, subject_to_name
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.profiles import BACKDATE, build_client_certificate
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import (
+    normalize_serial, validate_identity, validate_reason,
+)
+from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import (
+    CertfleetError, InputError, StoreError,
+)
+from ansible_collections.certfleet.pki.plugins.module_utils.common.files import atomic_write, ensure_private_dir
+from ansible_collections.certfleet.pki.plugins.module_utils.common.tabular import read_table, render_table
+from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import parse_renew_window, to_iso
+from ansible_collections.certfleet.pki.plugins.module_utils.store.base import CertificateRecord, KEY_HELD
+
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+except ImportError:
+    pass
+
+ACTIONS = ('issue', 'renew', 'revoke')
+DELIVERIES = ('individual', 'bundle')
+ON_ERROR = ('abort', 'skip')
+# Canonical column names, in the order the documentation, the hand-back file and the results use.
+COLUMNS = ('action', 'identity', 'CN', 'email', 'O', 'OU', 'L', 'ST', 'C', 'profile', 'valid_days', 'key_type',
+           'reason', 'serial')
+SUBJECT_COLUMNS = ('CN', 'O', 'OU', 'L', 'ST', 'C')
+RESULT_COLUMNS = ('row', 'identity', 'action', 'result', 'serial', 'previous_serial', 'message', 'file')
+HANDBACK_COLUMNS = ('action', 'identity', 'serial', 'reason')
+_ALIASES = {
+    'action': 'action', 'identity': 'identity', 'id': 'identity', 'cn': 'CN', 'common_name': 'CN',
+    'commonname': 'CN', 'email': 'email', 'e_mail': 'email', 'mail': 'email', 'emailaddress': 'email',
+    'o': 'O', 'organization': 'O', 'organisation': 'O', 'ou': 'OU', 'organizational_unit': 'OU',
+    'organisational_unit': 'OU', 'l': 'L', 'locality': 'L', 'city': 'L', 'st': 'ST', 'state': 'ST',
+    'province': 'ST', 'c': 'C', 'country': 'C', 'profile': 'profile', 'valid_days': 'valid_days',
+    'validity': 'valid_days', 'days': 'valid_days', 'key_type': 'key_type', 'key': 'key_type',
+    'reason': 'reason', 'revocation_reason': 'reason', 'serial': 'serial', 'serial_to_revoke': 'serial',
+    'serial_number': 'serial',
+}
+# Library field names -> the column a message names.
+_FIELD_COLUMNS = {'subject.%s' % c: c for c in SUBJECT_COLUMNS}
+_FIELD_COLUMNS.update({'subject.emailAddress': 'email', 'sans': 'email', 'email': 'email', 'identity': 'identity',
+                       'profile': 'profile', 'valid_days': 'valid_days', 'key_type': 'key_type', 'reason': 'reason',
+                       'serial': 'serial'})
+_PASSWORD_ALPHABET = 'abcdefghjkmnpqrstuvwxyz23456789'  # 31 symbols, none that look alike
+_UNSAFE_FILE_CHARS = re.compile(r'[^A-Za-z0-9._@+-]')
+INLINE_JOBS = 4  # below this, forking workers costs more than it saves
+
+
+def new_password() -> str:
+    """Six groups of five: 30 symbols of a 31-letter alphabet, 148 bits, typeable in an import dialog."""
+    text = ''.join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(30))
+    return '-'.join(text[i:i + 5] for i in range(0, 30, 5))
+
+
+def canonical_column(name: str) -> str | None:
+    return _ALIASES.get(re.sub(r'[\s-]+', '_', name.strip().lower()))
+
+
+def canonical_reason(text: str) -> str:
+    """'keyCompromise', 'key compromise', 'Key-Compromise' -> 'key_compromise'."""
+    spaced = re.sub(r'(?<=[a-z])(?=[A-Z])', '_', text.strip())
+    return re.sub(r'[\s-]+', '_', spaced).lower()
+
+
+@dataclass
+class Line:
+    """One request line of the file, and what will be (or was) done with it."""
+    number: int
+    values: dict
+    action: str = ''
+    identity: str = ''
+    errors: list = field(default_factory=list)  # [(column, message)]
+    outcome: str = 'invalid'  # issue, renew, revoke, unchanged, invalid
+    message: str = ''
+    digest: str = ''
+    wanted: object = None
+    current: CertificateRecord | None = None
+    targets: list = field(default_factory=list)  # revoke: the records to revoke
+    reason: str = ''
+    serial: str = ''  # requested serial (renew, revoke)
+    new_serial: str | None = None
+    previous_serial: str | None = None
+    file_name: str | None = None
+
+    def fail(self, column: str, message: str) -> None:
+        self.errors.append((column, message))
+
+    def error_text(self) -> str:
+        return '; '.join('%s: %s' % (column, message) if column else message for column, message in self.errors)
+
+    def label(self) -> str:
+        return 'line %d%s' % (self.number, ' (%s)' % self.identity if self.identity else '')
+
+    def result(self, mode: str = 'done') -> dict:
+        """mode: done (carried out), predicted (check mode) or aborted (other lines were invalid)."""
+        result = {'invalid': 'invalid', 'unchanged': 'unchanged', 'issue': 'issued', 'renew': 'renewed',
+                  'revoke': 'revoked'}[self.outcome]
+        message = self.error_text() if self.errors else self.message
+        if self.outcome in ACTIONS and mode == 'predicted':
+            result = 'would_be_' + result
+        elif self.outcome in ACTIONS and mode == 'aborted':
+            result = 'not_carried_out'
+            message = 'valid, not carried out because other lines are invalid (on_error: abort)'
+        return {'row': self.number, 'identity': self.identity or None, 'action': self.action or None,
+                'result': result, 'serial': self.new_serial, 'previous_serial': self.previous_serial,
+                'message': message, 'file': self.file_name if mode == 'done' else None}
+
+
+class BulkInputError(CertfleetError):
+    """Invalid lines with on_error: abort. Carries every line's outcome for the module result."""
+
+    def __init__(self, message: str, rows: list):
+        super().__init__(message, 'src')
+        self.rows = rows
+
+
+def _digest(line: Line) -> str:
+    """The content of a line, independent of column order, spelling of names and case of the action."""
+    canonical = {k: line.values.get(k, '').strip() for k in COLUMNS}
+    canonical['action'] = canonical['action'].lower()
+    if canonical['serial']:
+        try:
+            canonical['serial'] = normalize_serial(canonical['serial'])
+        except InputError:
+            pass
+    if canonical['reason']:
+        canonical['reason'] = canonical_reason(canonical['reason'])
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode('utf-8')).hexdigest()
+
+
+def _column_of(exc: CertfleetError, default: str) -> str:
+    return _FIELD_COLUMNS.get(exc.field or '', default)
+
+
+class BulkRequest:
+    """A request file against a ManagedCA: validate (plan), then carry out (execute)."""
+
+    def __init__(self, ca, *, src: str, format: str = 'auto', on_error: str = 'abort', delivery: str = 'individual',
+                 dest: str | None = None, encryption: str = 'modern', iterations: int | None = None,
+                 defaults: dict | None = None, renew_before='30d', key_retention=30, workers: int | None = None,
+                 name: str | None = None):
+        if on_error not in ON_ERROR:
+            raise InputError('unknown value %r (use abort or skip)' % on_error, 'on_error')
+        if delivery not in DELIVERIES:
+            raise InputError('unknown value %r (use individual or bundle)' % delivery, 'delivery')
+        if encryption not in pkcs12_lib.ENCRYPTIONS:
+            raise InputError('unknown encryption %r (use modern or legacy)' % encryption, 'encryption')
+        if iterations is not None and iterations < 1000:
+            raise InputError('at least 1000 PBKDF2 iterations are required, got %d' % iterations, 'iterations')
+        if workers is not None and workers < 1:
+            raise InputError('must be at least 1, got %d' % workers, 'workers')
+        if not dest:
+            raise InputError('is required: the folder that receives the results and PKCS#12 files', 'dest')
+        if os.path.exists(dest) and not os.path.isdir(dest):
+            raise InputError('%s exists and is not a folder' % dest, 'dest')
+        if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
+            raise InputError('the folder %s does not exist' % os.path.dirname(os.path.abspath(dest)), 'dest')
+        self.ca = ca
+        self.src = src
+        self.on_error = on_error
+        self.delivery = delivery
+        self.dest = dest
+        self.encryption = encryption
+        self.iterations = iterations or BULK_ITERATIONS[encryption]
+        self.defaults = dict(defaults or {})
+        self.window = parse_renew_window(renew_before)
+        self.key_retention = key_retention
+        self.workers = workers
+        self.table = read_table(src, format)
+        self.name = name or os.path.splitext(os.path.basename(src))[0] or 'requests'
+        if _UNSAFE_FILE_CHARS.search(self.name):
+            self.name = _UNSAFE_FILE_CHARS.sub('_', self.name)
+        with open(src, 'rb') as handle:
+            self.src_sha256 = hashlib.sha256(handle.read()).hexdigest()
+        self.columns = self._read_header()
+        # A line with a missing or extra field is flagged by _check_syntax; zip() keeps what lines up.
+        self.lines = [Line(number, dict(zip(self.columns, [v.strip() for v in values])))  # noqa: B905
+                      for number, values in self.table.rows]
+        self._field_counts = {number: len(values) for number, values in self.table.rows}
+        self.now = ca.clock()
+
+    # -- reading ---------------------------------------------------------------------------------------------
+    def _read_header(self) -> list:
+        columns, unknown = [], []
+        for name in self.table.header:
+            canonical = canonical_column(name)
+            if canonical is None:
+                unknown.append(name.strip())
+            columns.append(canonical)
+        if unknown:
+            raise InputError('line %d: unknown column%s %s in the header (known: %s)'
+                             % (self.table.header_line, 's' if len(unknown) > 1 else '',
+                                ', '.join(repr(u) for u in unknown), ', '.join(COLUMNS)), 'src')
+        seen = set()
+        for name in columns:
+            if name in seen:
+                raise InputError('line %d: column %s appears twice in the header' % (self.table.header_line, name),
+                                 'src')
+            seen.add(name)
+        missing = [c for c in ('action', 'identity') if c not in columns]
+        if missing:
+            raise InputError('line %d: missing column%s %s in the header (found: %s; every file needs action and '
+                             'identity, and CN for issue lines)'
+                             % (self.table.header_line, 's' if len(missing) > 1 else '', ', '.join(missing),
+                                ', '.join(self.table.header)), 'src')
+        return columns
+
+    # -- planning --------------------------------------------------------------------------------------------
+    def plan(self) -> None:
+        """Decide every line from one snapshot of the store; nothing is written."""
+        self.ca.authority.require_valid(self.now)
+        for line in self.lines:
+            self._check_syntax(line)
+        self._check_duplicates()
+        identities = sorted({line.identity for line in self.lines if line.identity})
+        serials = sorted({line.serial for line in self.lines if line.serial})
+        with self.ca.store.read():
+            records = self.ca.store.find(identities=identities) if identities else []
+            by_serial = {r.serial: r for r in (self.ca.store.find(serials=serials) if serials else [])}
+            done = self.ca.store.request_rows(sorted({line.digest for line in self.lines}))
+        history: dict = {}
+        for record in records:
+            history.setdefault(record.identity, []).append(record)
+            by_serial.setdefault(record.serial, record)
+        done_by_digest: dict = {}
+        for row in done:
+            done_by_digest.setdefault(row['digest'], []).append(row)
+        for line in self.lines:
+            if line.errors:
+                continue
+            try:
+                if line.action == 'revoke':
+                    self._plan_revoke(line, history.get(line.identity, []), by_serial, done_by_digest)
+                else:
+                    self._plan_certificate(line, history.get(line.identity, []), by_serial, done_by_digest)
+            except CertfleetError as exc:
+                line.fail(_column_of(exc, line.action), exc.message)
+            if line.errors:
+                line.outcome = 'invalid'
+        self._name_files()
+
+    def _check_syntax(self, line: Line) -> None:
+        count = self._field_counts[line.number]
+        if count != len(self.columns):
+            line.fail('', 'has %d field%s, the header has %d (a missing or extra %s?)'
+                      % (count, '' if count == 1 else 's', len(self.columns),
+                         'tab' if self.table.delimiter == '\t' else 'separator'))
+            line.identity = line.values.get('identity', '')
+            return
+        line.digest = _digest(line)
+        action = line.values.get('action', '').lower()
+        if action not in ACTIONS:
+            line.fail('action', 'unknown action %r (use issue, renew or revoke)' % line.values.get('action', '')
+                      if action else 'is empty (use issue, renew or revoke)')
+        line.action = action
+        raw_identity = line.values.get('identity', '')
+        try:
+            if raw_identity or action != 'revoke':
+                line.identity = validate_identity(raw_identity)
+        except InputError as exc:
+            line.fail('identity', exc.message)
+        if line.values.get('serial'):
+            try:
+                line.serial = normalize_serial(line.values['serial'])
+            except InputError as exc:
+                line.fail('serial', exc.message)
+        reason = line.values.get('reason', '')
+        if action == 'revoke':
+            try:
+                line.reason = validate_reason(canonical_reason(reason) if reason else 'unspecified')
+            except InputError as exc:
+                line.fail('reason', exc.message)
+            if not line.identity and not line.serial and not line.errors:
+                line.fail('serial', 'a revoke line needs the serial to revoke, or the identity whose valid '
+                          'certificates are all revoked')
+        elif action:
+            if reason:
+                line.fail('reason', 'applies to revoke lines only')
+            if action == 'issue' and line.serial:
+                line.fail('serial', 'applies to renew and revoke lines; an issue line gets a new serial')
+
+    def _check_duplicates(self) -> None:
+        by_identity: dict = {}
+        by_serial: dict = {}
+        for line in self.lines:
+            if line.action in ('issue', 'renew') and line.identity:
+                by_identity.setdefault(line.identity, []).append(line)
+            if line.action == 'revoke' and line.serial:
+                by_serial.setdefault(line.serial, []).append(line)
+        for key, group, column in ([(k, g, 'identity') for k, g in by_identity.items()]
+                                   + [(k, g, 'serial') for k, g in by_serial.items()]):
+            if len(group) < 2:
+                continue
+            numbers = [g.number for g in group]
+            for line in group:
+                others = ', '.join(str(n) for n in numbers if n != line.number)
+                line.fail(column, '%s %s appears more than once in the file (also on line%s %s)'
+                          % (column, key, 's' if len(numbers) > 2 else '', others))
+
+    def _subject_from(self, line: Line, base: dict | None) -> dict:
+        subject = {k: list(v) for k, v in (base or {}).items()}
+        for column in SUBJECT_COLUMNS:
+            value = line.values.get(column)
+            if value:
+                subject[column] = [value]
+        return subject
+
+    def _plan_certificate(self, line: Line, history: list, by_serial: dict, done_by_digest: dict) -> None:
+        values = line.values
+        current = next((r for r in history if r.is_current and r.status == 'valid'), None)
+        expired = current is not None and self.now >= current.not_after
+        if line.action == 'renew':
+            if current is None:
+                last = history[-1] if history else None
+                raise InputError('identity %r has no certificate to renew%s; use action issue'
+                                 % (line.identity, '' if last is None else ' (its last one, %s, is %s)'
+                                    % (last.serial, last.state(self.now))), 'identity')
+            subject = self._subject_from(line, current.subject)
+            if values.get('email'):
+                subject.pop('emailAddress', None)
+                sans = [s for s in current.sans if not s.startswith('email:')]
+            else:
+                sans = list(current.sans)
+            profile = values.get('profile') or current.profile
+            key_type = values.get('key_type') or current.key_type
+        else:
+            if not values.get('CN'):
+                raise InputError('is required for issue lines', 'subject.CN')
+            subject = self._subject_from(line, None)
+            sans = None
+            profile = values.get('profile') or self.defaults.get('profile') or 'client'
+            key_type = values.get('key_type') or self.defaults.get('key_type') or 'rsa2048'
+        wanted = self.ca.build_wanted(
+            identity=line.identity, subject=subject, email=values.get('email') or None, sans=sans,
+            profile=profile, key_type=key_type,
+            valid_days=values.get('valid_days') or self.defaults.get('valid_days') or 365,
+            key_retention=self.key_retention)
+        line.wanted = wanted
+        line.current = current
+        if line.action == 'issue':
+            if current is None or expired:
+                line.outcome = 'issue'
+                line.previous_serial = current.serial if current else None
+                line.message = 'no valid certificate' if current is None else 'the current one expired'
+                return
+            differences = _differences(current, wanted)
+            if differences:
+                raise InputError('identity %r already holds certificate %s (%s); use action renew'
+                                 % (line.identity, current.serial, '; '.join(differences)), 'identity')
+            line.outcome = 'unchanged'
+            line.new_serial = current.serial
+            line.message = 'already holds certificate %s, valid until %s' % (current.serial, to_iso(current.not_after))
+            return
+        # renew
+        earlier = [row for row in done_by_digest.get(line.digest, []) if row['serial'] == current.serial]
+        if line.serial and line.serial != current.serial and not earlier:
+            named = by_serial.get(line.serial)
+            if named is None or named.identity != line.identity:
+                raise InputError('%s is not a certificate of identity %r' % (line.serial, line.identity), 'serial')
+            raise InputError('%s is not the current certificate of %r (that is %s); renew names the current one'
+                             % (line.serial, line.identity, current.serial), 'serial')
+        if earlier and not expired and self.now < self.window.starts_at(current.not_before, current.not_after):
+            line.outcome = 'unchanged'
+            line.new_serial = current.serial
+            line.previous_serial = earlier[-1]['previous_serial']
+            line.message = 'renewed by this same request line at %s' % to_iso(earlier[-1]['processed_at'])
+            return
+        line.outcome = 'renew'
+        line.previous_serial = current.serial
+        differences = _differences(current, wanted)
+        line.message = 'renewed' + (' (%s)' % '; '.join(differences) if differences else '')
+
+    def _plan_revoke(self, line: Line, history: list, by_serial: dict, done_by_digest: dict) -> None:
+        done = {row['serial'] for row in done_by_digest.get(line.digest, [])}
+        if line.serial:
+            record = by_serial.get(line.serial)
+            if record is None:
+                raise InputError('no certificate with serial %s was issued by this CA' % line.serial, 'serial')
+            if line.identity and record.identity != line.identity:
+                raise InputError('certificate %s belongs to identity %r, not %r'
+                                 % (line.serial, record.identity, line.identity), 'serial')
+            line.identity = record.identity
+            if record.status == 'revoked':
+                if record.serial in done:
+                    line.outcome = 'unchanged'
+                    line.previous_serial = record.serial
+                    line.message = 'revoked by this same request line at %s' % to_iso(record.revoked_at)
+                    return
+                raise InputError('certificate %s is already revoked (at %s, reason %s)'
+                                 % (line.serial, to_iso(record.revoked_at), record.revocation_reason), 'serial')
+            line.targets = [record]
+        else:
+            if not history:
+                raise InputError('no certificate was issued to identity %r' % line.identity, 'identity')
+            line.targets = [r for r in history if r.status == 'valid' and self.now < r.not_after]
+            if not line.targets:
+                if done & {r.serial for r in history}:
+                    line.outcome = 'unchanged'
+                    line.message = 'revoked by this same request line'
+                    return
+                raise InputError('identity %r has no valid certificate left to revoke' % line.identity, 'identity')
+        line.outcome = 'revoke'
+        line.previous_serial = ' '.join(r.serial for r in line.targets)
+        line.message = 'revoked (%s)' % line.reason
+
+    def _name_files(self) -> None:
+        used = set()
+        for line in self.lines:
+            if line.outcome not in ('issue', 'renew'):
+                continue
+            base = _UNSAFE_FILE_CHARS.sub('_', line.identity)[:120] or 'identity'
+            candidate = base + '.p12'
+            counter = 2
+            while candidate.lower() in used:
+                candidate = '%s-%d.p12' % (base, counter)
+                counter += 1
+            used.add(candidate.lower())
+            line.file_name = candidate
+
+    # -- summary ---------------------------------------------------------------------------------------------
+    def invalid(self) -> list:
+        return [line for line in self.lines if line.outcome == 'invalid']
+
+    def rows(self, mode: str = 'done') -> list:
+        return [line.result(mode) for line in self.lines]
+
+    def counts(self) -> dict:
+        counts = {'issued': 0, 'renewed': 0, 'revoked': 0, 'unchanged': 0, 'invalid': 0}
+        for row in self.rows():
+            counts[row['result']] += 1
+        return counts
+
+    def failure_message(self) -> str:
+        bad = self.invalid()
+        shown = '; '.join('%s: %s' % (line.label(), line.error_text()) for line in bad[:20])
+        more = ' (and %d more)' % (len(bad) - 20) if len(bad) > 20 else ''
+        return ('%d of %d request lines in %s are invalid; nothing was done (on_error: abort): %s%s'
+                % (len(bad), len(self.lines), self.src, shown, more))
+
+    # -- carrying out ----------------------------------------------------------------------------------------
+    def execute(self, check_mode: bool = False) -> dict:
+        self.plan()
+        if self.invalid() and self.on_error == 'abort':
+            raise BulkInputError(self.failure_message(), self.rows('aborted'))
+        work = [line for line in self.lines if line.outcome in ('issue', 'renew', 'revoke')]
+        result = {'changed': bool(work), 'src': self.src, 'src_sha256': self.src_sha256,
+                  'format': self.table.format, 'delivery': self.delivery, 'encryption': self.encryption,
+                  'iterations': self.iterations, 'output_dir': None, 'results_file': None,
+                  'passwords_file': None, 'bundle_file': None, 'handback_file': None, 'warnings': []}
+        if self.invalid():
+            result['warnings'].append('%d of %d request lines are invalid and were skipped (on_error: skip): %s'
+                                      % (len(self.invalid()), len(self.lines), '; '.join(
+                                          '%s: %s' % (line.label(), line.error_text())
+                                          for line in self.invalid()[:10])))
+        if not work or check_mode:
+            result.update(rows=self.rows('predicted'), counts=self.counts())
+            return result
+        ensure_private_dir(self.dest)
+        final_dir = self._run_folder()
+        staging = os.path.join(self.dest, '.%s.partial' % os.path.basename(final_dir))
+        os.mkdir(staging, 0o700)
+        try:
+            issued = self._issue_all([line for line in work if line.outcome in ('issue', 'renew')], staging)
+            self._write_outputs(staging, issued)
+            self._commit(work, issued, os.path.basename(final_dir))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        os.rename(staging, final_dir)
+        result.update(self._output_paths(final_dir, issued))
+        result.update(rows=self.rows(), counts=self.counts())
+        return result
+
+    def _run_folder(self) -> str:
+        stamp = self.now.strftime('%Y%m%dT%H%M%SZ')
+        candidate = os.path.join(self.dest, '%s-%s' % (self.name, stamp))
+        counter = 2
+        while os.path.exists(candidate) or os.path.exists(
+                os.path.join(self.dest, '.%s.partial' % os.path.basename(candidate))):
+            candidate = os.path.join(self.dest, '%s-%s-%d' % (self.name, stamp, counter))
+            counter += 1
+        return candidate
+
+    def _issue_all(self, lines: list, staging: str) -> dict:
+        """Keys, certificates and PKCS#12 files for ``lines``, on all cores. Returns {line number: issued}."""
+        if not lines:
+            return {}
+        authority = self.ca.authority
+        context = {
+            'ca_certificate': authority.certificate, 'ca_key': authority.key,
+            'chain': [authority.certificate] + list(authority.chain), 'crl_url': self.ca.crl_url, 'now': self.now,
+            'wrapper': self.ca._wrapper(), 'encryption': self.encryption, 'iterations': self.iterations,
+            'staging': staging,
+        }
+        jobs = [{'line': line.number, 'identity': line.identity, 'subject': line.wanted.subject,
+                 'sans': line.wanted.sans, 'profile': line.wanted.profile, 'key_type': line.wanted.key_type,
+                 'valid_days': line.wanted.valid_days, 'key_retention': line.wanted.key_retention,
+                 'file_name': line.file_name} for line in lines]
+        return {item['line']: item for item in run_jobs(jobs, context, self.workers)}
+
+    def _write_outputs(self, staging: str, issued: dict) -> None:
+        delimiter = self.table.delimiter
+        extension = 'tsv' if delimiter == '\t' else 'csv'
+        atomic_write(os.path.join(staging, 'results.%s' % extension),
+                     render_table(list(RESULT_COLUMNS), [self._result_row(line, issued) for line in self.lines],
+                                  delimiter))
+        renewed = [line for line in self.lines if line.outcome == 'renew']
+        if renewed:
+            atomic_write(os.path.join(staging, 'revoke-old.%s' % extension),
+                         render_table(list(HANDBACK_COLUMNS),
+                                      [('revoke', line.identity, line.previous_serial, 'superseded')
+                                       for line in renewed], delimiter))
+        if not issued:
+            return
+        passwords = render_table(['identity', 'serial', 'file', 'password'],
+                                 [(line.identity, issued[line.number]['serial'], line.file_name,
+                                   issued[line.number]['password'])
+                                  for line in self.lines if line.number in issued], delimiter)
+        if self.delivery == 'individual':
+            atomic_write(os.path.join(staging, 'passwords.%s' % extension), passwords)
+            return
+        bundle = os.path.join(staging, '%s.zip' % self.name)
+        descriptor = os.open(bundle + '.tmp', os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, 'wb') as handle:
+            with zipfile.ZipFile(handle, 'w', compression=zipfile.ZIP_STORED) as archive:
+                for line in self.lines:
+                    if line.number in issued:
+                        archive.write(os.path.join(staging, line.file_name), line.file_name)
+                archive.writestr(zipfile.ZipInfo('passwords.%s' % extension, self.now.timetuple()[:6]), passwords,
+                                 compress_type=zipfile.ZIP_DEFLATED)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(bundle + '.tmp', bundle)
+        for line in self.lines:  # the archive is now the only copy
+            if line.number in issued:
+                os.unlink(os.path.join(staging, line.file_name))
+
+    def _result_row(self, line: Line, issued: dict) -> list:
+        row = line.result()
+        if line.number in issued:
+            row['serial'] = issued[line.number]['serial']
+        return [row[c] for c in RESULT_COLUMNS]
+
+    def _commit(self, work: list, issued: dict, batch: str) -> None:
+        store = self.ca.store
+        now = self.now
+        records = {}
+        for line in work:
+            if line.number in issued:
+                item = issued[line.number]
+                line.new_serial = item['serial']
+                records[line.number] = _record_from(item, line, now)
+        identities = sorted({line.identity for line in work})
+        with store.write():
+            store.purge_keys(now)
+            latest = {r.serial: r for r in store.find(identities=identities)}
+            current_now = {r.identity: r.serial for r in latest.values() if r.is_current and r.status == 'valid'}
+            new_serials = [item['serial'] for item in issued.values()]
+            if store.find(serials=new_serials):
+                raise StoreError('a drawn serial number is already in use; nothing was written, run again')
+            for line in work:
+                planned = line.current.serial if line.current is not None and line.current.status == 'valid' else None
+                if line.outcome in ('issue', 'renew') and current_now.get(line.identity) != planned:
+                    raise StoreError('%s: the certificates of %r changed while this batch was prepared (another run '
+                                     'at the same time?); nothing was written, run the file again'
+                                     % (line.label(), line.identity), 'src')
+                if line.outcome == 'revoke':
+                    for target in line.targets:
+                        now_record = latest.get(target.serial) or store.get(target.serial)
+                        if now_record is None or now_record.status != 'valid':
+                            raise StoreError('%s: certificate %s was revoked by someone else while this batch was '
+                                             'prepared; nothing was written, run the file again'
+                                             % (line.label(), target.serial), 'src')
+            request_rows = []
+            for line in work:
+                if line.outcome in ('issue', 'renew'):
+                    record = records[line.number]
+                    previous = line.current if line.current is not None and line.current.status == 'valid' else None
+                    if previous is not None:
+                        store.supersede(previous.serial, record.serial)
+                    store.insert(record, issued[line.number]['wrapped'])
+                    if previous is not None:
+                        store.link_renewal(previous.serial, record.serial)
+                    verb = 'issued' if line.outcome == 'issue' else 'renewed'
+                    store.append_audit(now, line.outcome, line.identity,
+                                       [record.serial] + ([previous.serial] if previous else []), verb,
+                                       {'request': batch, 'line': line.number, 'profile': record.profile,
+                                        'not_after': to_iso(record.not_after), 'key_status': record.key_status,
+                                        'previous_serial': previous.serial if previous else None,
+                                        'delivery': self.delivery})
+                    request_rows.append({'digest': line.digest, 'action': line.action, 'identity': line.identity,
+                                         'serial': record.serial,
+                                         'previous_serial': previous.serial if previous else None, 'batch': batch,
+                                         'line': line.number, 'processed_at': now})
+                else:
+                    for target in line.targets:
+                        store.revoke(target.serial, now, line.reason)
+                        store.drop_key(target.serial, now)
+                        store.append_audit(now, 'revoke', target.identity, [target.serial], 'revoked',
+                                           {'reason': line.reason, 'request': batch, 'line': line.number,
+                                            'was_current': target.is_current,
+                                            'was_pending_revocation': target.pending_revocation})
+                        request_rows.append({'digest': line.digest, 'action': 'revoke', 'identity': target.identity,
+                                             'serial': target.serial, 'previous_serial': None, 'batch': batch,
+                                             'line': line.number, 'processed_at': now})
+            store.record_request_rows(request_rows)
+            counts = self.counts()
+            store.append_audit(now, 'bulk_request', None, [], 'done',
+                               {'request': batch, 'src': os.path.abspath(self.src), 'src_sha256': self.src_sha256,
+                                'lines': len(self.lines), 'counts': counts, 'delivery': self.delivery,
+                                'encryption': self.encryption, 'on_error': self.on_error})
+
+    def _output_paths(self, final_dir: str, issued: dict) -> dict:
+        extension = 'tsv' if self.table.delimiter == '\t' else 'csv'
+        paths = {'output_dir': final_dir, 'results_file': os.path.join(final_dir, 'results.%s' % extension)}
+        if any(line.outcome == 'renew' for line in self.lines):
+            paths['handback_file'] = os.path.join(final_dir, 'revoke-old.%s' % extension)
+        if issued:
+            if self.delivery == 'individual':
+                paths['passwords_file'] = os.path.join(final_dir, 'passwords.%s' % extension)
+                for line in self.lines:
+                    if line.number in issued:
+                        line.file_name = os.path.join(final_dir, line.file_name)
+            else:
+                paths['bundle_file'] = os.path.join(final_dir, '%s.zip' % self.name)
+        return paths
+
+
+# PBKDF2 rounds for files protected by a generated password. The rounds slow down guessing of a password a person
+# chose; a 148-bit random password cannot be guessed at any round count, so bulk files use OpenSSL's default
+# instead of the 600,000 rounds client_certificate_export applies to chosen passwords.
+BULK_ITERATIONS = {'modern': 2048, 'legacy': 2048}
+
+
+def _differences(current: CertificateRecord, wanted) -> list:
+    differences = []
+    if current.subject != wanted.subject:
+        differences.append('subject %s, requested %s' % (current.subject_text,
+                                                         subject_to_name(wanted.subject).rfc4514_string()))
+    if current.sans != wanted.sans:
+        differences.append('SANs %s, requested %s' % (', '.join(current.sans) or 'none',
+                                                      ', '.join(wanted.sans) or 'none'))
+    if current.profile != wanted.profile:
+        differences.append('profile %s, requested %s' % (current.profile, wanted.profile))
+    if current.key_type != wanted.key_type:
+        differences.append('key type %s, requested %s' % (current.key_type, wanted.key_type))
+    return differences
+
+
+def _record_from(item: dict, line: Line, now) -> CertificateRecord:
+    wanted = line.wanted
+    previous = line.current if line.current is not None and line.current.status == 'valid' else None
+    return CertificateRecord(
+        serial=item['serial'], identity=line.identity, subject=wanted.subject, subject_text=item['subject_text'],
+        sans=item['sans'], profile=wanted.profile, key_type=wanted.key_type, key_status=KEY_HELD,
+        public_key_sha256=item['public_key_sha256'], not_before=item['not_before'], not_after=item['not_after'],
+        fingerprint_sha256=item['fingerprint_sha256'], fingerprint_sha1=item['fingerprint_sha1'], pem=item['pem'],
+        issued_at=now, is_current=True, renews=previous.serial if previous else None,
+        key_retain_until=now + datetime.timedelta(days=wanted.key_retention))
+
+
+# -- the crypto workers ------------------------------------------------------------------------------------------
+_CONTEXT: dict = {}
+
+
+def _set_context(context: dict) -> None:
+    _CONTEXT.clear()
+    _CONTEXT.update(context)
+
+
+def issue_one(job: dict) -> dict:
+    """Key, certificate, sealed key and PKCS#12 file for one line. Runs in a worker process (or inline)."""
+    context = _CONTEXT
+    key = generate_private_key(job['key_type'])
+    serial = x509.random_serial_number()
+    now = context['now']
+    certificate = build_client_certificate(
+        ca_certificate=context['ca_certificate'], ca_key=context['ca_key'],
+        subject_name=subject_to_name(job['subject']), sans=job['sans'], public_key=key.public_key(),
+        profile=job['profile'], not_before=now - BACKDATE, not_after=now + datetime.timedelta(days=job['valid_days']),
+        serial=serial, crl_url=context['crl_url'])
+    serial_text = '%X' % serial
+    password = new_password()
+    data = pkcs12_lib.serialize(key=key, certificate=certificate, chain=context['chain'], password=password,
+                                encryption=context['encryption'], friendly_name=job['identity'],
+                                iterations=context['iterations'])
+    path = os.path.join(context['staging'], job['file_name'])
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, 'wb') as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return {
+        'line': job['line'], 'serial': serial_text, 'password': password,
+        'wrapped': context['wrapper'].wrap(key, serial_text),
+        'pem': certificate.public_bytes(serialization.Encoding.PEM).decode('ascii'),
+        'subject_text': certificate.subject.rfc4514_string(), 'sans': certificate_sans(certificate),
+        'public_key_sha256': public_key_sha256(key.public_key()),
+        'not_before': certificate.not_valid_before_utc, 'not_after': certificate.not_valid_after_utc,
+        'fingerprint_sha256': fingerprint(certificate), 'fingerprint_sha1': fingerprint(certificate, 'sha1'),
+    }
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def run_jobs(jobs: list, context: dict, workers: int | None = None, function=issue_one) -> list:
+    """Run ``function`` over ``jobs`` with ``context`` on ``workers`` forked processes (default: every core).
+
+    Workers are forked so that the unlocked CA key reaches them through memory, never through a pipe or a file;
+    only the jobs and their results travel. Small batches run inline.
+    """
+    count = min(workers or available_cores(), len(jobs))
+    if count <= 1 or len(jobs) < INLINE_JOBS:
+        _set_context(context)
+        try:
+            return [function(job) for job in jobs]
+        finally:
+            _CONTEXT.clear()
+    chunk = max(1, min(16, len(jobs) // (count * 8)))
+    with multiprocessing.get_context('fork').Pool(count, initializer=_set_context, initargs=(context,)) as pool:
+        return list(pool.imap_unordered(function, jobs, chunksize=chunk))
