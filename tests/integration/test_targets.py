@@ -21,6 +21,7 @@ import yaml
 from integration_support import TARGETS, AnsibleRunner, PlaybookRun
 
 MODULE_TARGETS = ['ca', 'client_certificate', 'client_certificate_revoke', 'client_certificate_export',
+                  'client_certificate_requests', 'client_certificate_inventory',
                   'client_certificate_deployment',
                   'client_certificate_info', 'crl']
 

@@ -36,8 +36,10 @@ from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import (
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import (
     CertfleetError, InputError, StoreError,
 )
-from ansible_collections.certfleet.pki.plugins.module_utils.common.files import atomic_write, ensure_private_dir
-from ansible_collections.certfleet.pki.plugins.module_utils.common.tabular import read_table, render_table
+from ansible_collections.certfleet.pki.plugins.module_utils.common.files import (
+    atomic_write, check_dest_folder, ensure_private_dir, file_mode, read_bytes,
+)
+from ansible_collections.certfleet.pki.plugins.module_utils.common.tabular import format_for, read_table, render_table
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import parse_renew_window, to_iso
 from ansible_collections.certfleet.pki.plugins.module_utils.store.base import CertificateRecord, KEY_HELD
 
@@ -158,6 +160,11 @@ def _digest(line: Line) -> str:
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode('utf-8')).hexdigest()
 
 
+def _reason(exc: CertfleetError) -> str:
+    """The message without the library's field prefix: the line names its column itself."""
+    return str(exc.args[0]) if exc.args else exc.message
+
+
 def _column_of(exc: CertfleetError, default: str) -> str:
     return _FIELD_COLUMNS.get(exc.field or '', default)
 
@@ -264,7 +271,7 @@ class BulkRequest:
                 else:
                     self._plan_certificate(line, history.get(line.identity, []), by_serial, done_by_digest)
             except CertfleetError as exc:
-                line.fail(_column_of(exc, line.action), exc.message)
+                line.fail(_column_of(exc, line.action), _reason(exc))
             if line.errors:
                 line.outcome = 'invalid'
         self._name_files()
@@ -288,18 +295,18 @@ class BulkRequest:
             if raw_identity or action != 'revoke':
                 line.identity = validate_identity(raw_identity)
         except InputError as exc:
-            line.fail('identity', exc.message)
+            line.fail('identity', _reason(exc))
         if line.values.get('serial'):
             try:
                 line.serial = normalize_serial(line.values['serial'])
             except InputError as exc:
-                line.fail('serial', exc.message)
+                line.fail('serial', _reason(exc))
         reason = line.values.get('reason', '')
         if action == 'revoke':
             try:
                 line.reason = validate_reason(canonical_reason(reason) if reason else 'unspecified')
             except InputError as exc:
-                line.fail('reason', exc.message)
+                line.fail('reason', _reason(exc))
             if not line.identity and not line.serial and not line.errors:
                 line.fail('serial', 'a revoke line needs the serial to revoke, or the identity whose valid '
                           'certificates are all revoked')
@@ -342,7 +349,7 @@ class BulkRequest:
         if line.action == 'renew':
             if current is None:
                 last = history[-1] if history else None
-                raise InputError('identity %r has no certificate to renew%s; use action issue'
+                raise InputError('%r has no certificate to renew%s; use action issue'
                                  % (line.identity, '' if last is None else ' (its last one, %s, is %s)'
                                     % (last.serial, last.state(self.now))), 'identity')
             subject = self._subject_from(line, current.subject)
@@ -375,7 +382,7 @@ class BulkRequest:
                 return
             differences = _differences(current, wanted)
             if differences:
-                raise InputError('identity %r already holds certificate %s (%s); use action renew'
+                raise InputError('%r already holds certificate %s (%s); use action renew'
                                  % (line.identity, current.serial, '; '.join(differences)), 'identity')
             line.outcome = 'unchanged'
             line.new_serial = current.serial
@@ -428,7 +435,7 @@ class BulkRequest:
                     line.outcome = 'unchanged'
                     line.message = 'revoked by this same request line'
                     return
-                raise InputError('identity %r has no valid certificate left to revoke' % line.identity, 'identity')
+                raise InputError('%r has no valid certificate left to revoke' % line.identity, 'identity')
         line.outcome = 'revoke'
         line.previous_serial = ' '.join(r.serial for r in line.targets)
         line.message = 'revoked (%s)' % line.reason
@@ -754,3 +761,48 @@ def run_jobs(jobs: list, context: dict, workers: int | None = None, function=iss
     chunk = max(1, min(16, len(jobs) // (count * 8)))
     with multiprocessing.get_context('fork').Pool(count, initializer=_set_context, initargs=(context,)) as pool:
         return list(pool.imap_unordered(function, jobs, chunksize=chunk))
+
+
+# -- inventory download ------------------------------------------------------------------------------------------
+INVENTORY_COLUMNS = ('serial', 'identity', 'status', 'current', 'pending_revocation', 'CN', 'email', 'subject',
+                     'profile', 'key_type', 'not_before', 'not_after', 'issued_at', 'renews', 'renewed_by',
+                     'revoked_at', 'revocation_reason', 'key_status', 'fingerprint_sha256')
+INVENTORY_STATUSES = ('valid', 'revoked', 'expired', 'pending_revocation')
+
+
+def write_inventory(ca, *, dest: str, format: str = 'auto', identities=None, statuses=None, expiring_within=None,
+                    check_mode: bool = False) -> dict:
+    """Every certificate the CA issued (or those the filters select) as a TSV/CSV file; rewritten only if its
+    content changed. The file names people, so it is written 0600."""
+    if not dest:
+        raise InputError('is required', 'dest')
+    check_dest_folder(dest)
+    format, delimiter = format_for(dest, format, '')
+    wanted_identities = None
+    if identities:
+        wanted_identities = {validate_identity(i, 'identity') for i in identities}
+    for status in statuses or []:
+        if status not in INVENTORY_STATUSES:
+            raise InputError('unknown status %r (use %s)' % (status, ', '.join(INVENTORY_STATUSES)), 'status')
+    result = ca.query(expiring_within=expiring_within)
+    rows = []
+    for certificate in result['certificates']:
+        if wanted_identities is not None and certificate['identity'] not in wanted_identities:
+            continue
+        states = {certificate['status']}
+        if certificate['pending_revocation'] and certificate['status'] == 'valid':
+            states.add('pending_revocation')
+        if statuses and not states & set(statuses):
+            continue
+        fields = certificate['subject_fields']
+        emails = [s[len('email:'):] for s in certificate['sans'] if s.startswith('email:')]
+        cn = fields.get('CN')
+        values = dict(certificate, CN=', '.join(cn) if isinstance(cn, list) else cn, email=' '.join(emails))
+        rows.append([values.get(column) for column in INVENTORY_COLUMNS])
+    rows.sort(key=lambda row: (row[1], row[12] or '', row[0]))
+    data = render_table(list(INVENTORY_COLUMNS), rows, delimiter)
+    changed = read_bytes(dest) != data or file_mode(dest) != 0o600
+    if changed and not check_mode:
+        atomic_write(dest, data, 0o600)
+    return {'changed': changed, 'dest': dest, 'format': format, 'count': len(rows), 'columns': list(INVENTORY_COLUMNS),
+            'totals': result['totals']}

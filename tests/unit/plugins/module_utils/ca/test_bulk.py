@@ -246,7 +246,7 @@ BAD_LINES = [
     ('L differs', [issue('alice', l_='Munich')], "L: 'Munich' is not the registered value 'Berlin'"),
     ('ST differs', [issue('alice', st='Bavaria')], "ST: 'Bavaria' is not the registered value 'Berlin'"),
     ('revoke unknown serial', [line('revoke', '', key='', serial='ABCDEF12')], 'no certificate with serial ABCDEF12'),
-    ('renew without certificate', [line('renew', 'nobody')], "identity 'nobody' has no certificate to renew"),
+    ('renew without certificate', [line('renew', 'nobody')], "identity: 'nobody' has no certificate to renew"),
     ('issue without CN', [line('issue', 'alice', email='alice@example.org')], 'CN: is required'),
     ('field count', ['issue\talice\tAlice'], 'has 3 fields, the header has 14'),
     ('bad validity', [issue('alice', days='ten')], 'valid_days:'),
@@ -362,3 +362,44 @@ def test_certificates_carry_the_requested_attributes(policy_ca, run):
     certificate = x509.load_pem_x509_certificate(record.pem.encode())
     assert certificate.subject.rfc4514_string() == record.subject_text
     assert 'OU=Research' in record.subject_text and 'C=DE' in record.subject_text
+
+
+# -- inventory download --------------------------------------------------------------------------------------------
+
+def test_inventory_lists_the_whole_history_and_is_idempotent(policy_ca, run, tmp_path):
+    from ansible_collections.certfleet.pki.plugins.module_utils.ca.bulk import write_inventory
+    first = run(policy_ca, tsv(issue('alice'), issue('bob')))
+    renewed = run(policy_ca, tsv(line('renew', 'alice')))
+    run(policy_ca, tsv(line('revoke', 'bob', key='', reason='affiliation_changed')))
+    dest = str(tmp_path / 'inventory.tsv')
+    before = policy_ca.snapshot()
+    with policy_ca.open(unlock=False) as ca:
+        result = write_inventory(ca, dest=dest)
+        assert result['changed'] and result['count'] == 3
+        assert write_inventory(ca, dest=dest)['changed'] is False
+    assert policy_ca.snapshot() == before  # reading the history writes nothing to the CA
+    assert stat.S_IMODE(os.stat(dest).st_mode) == 0o600
+    rows = {r['serial']: r for r in read_rows(dest)}
+    old_alice = first['rows'][0]['serial']
+    new_alice = renewed['rows'][0]['serial']
+    assert rows[old_alice]['renewed_by'] == new_alice and rows[new_alice]['renews'] == old_alice
+    assert rows[old_alice]['pending_revocation'] == 'yes' and rows[new_alice]['current'] == 'yes'
+    bob = rows[first['rows'][1]['serial']]
+    assert (bob['status'], bob['revocation_reason'], bob['email']) == ('revoked', 'affiliation_changed',
+                                                                      'bob@example.org')
+    assert bob['CN'] == 'Bob'
+
+
+def test_inventory_filters_and_csv(policy_ca, run, tmp_path):
+    from ansible_collections.certfleet.pki.plugins.module_utils.ca.bulk import write_inventory
+    run(policy_ca, tsv(issue('alice'), issue('bob')))
+    run(policy_ca, tsv(line('renew', 'alice')))
+    dest = str(tmp_path / 'pending.csv')
+    with policy_ca.open(unlock=False) as ca:
+        result = write_inventory(ca, dest=dest, statuses=['pending_revocation'])
+        assert result['format'] == 'csv' and result['count'] == 1
+        assert write_inventory(ca, dest=str(tmp_path / 'bob.tsv'), identities=['bob'])['count'] == 1
+        with pytest.raises(InputError) as raised:
+            write_inventory(ca, dest=dest, statuses=['lost'])
+        assert raised.value.field == 'status'
+    assert [r['identity'] for r in read_rows(dest)] == ['alice']
