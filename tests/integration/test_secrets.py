@@ -125,6 +125,19 @@ PLAYBOOK = '''---
         include_certificate: true
       register: info
 
+    - name: A department's request file
+      ansible.builtin.copy:
+        dest: "{{ bulk_dir }}/dept.tsv"
+        mode: "0600"
+        content: "action\\tidentity\\tCN\\temail\\tkey_type\\nissue\\tcarol\\tCarol\\tcarol@example.org\\tec-p256\\n\\
+          issue\\tdave\\tDave\\tdave@example.org\\trsa2048\\n"
+
+    - name: The request file is carried out
+      certfleet.pki.client_certificate_requests:
+        src: "{{ bulk_dir }}/dept.tsv"
+        dest: "{{ bulk_dir }}/out"
+      register: bulk
+
     - name: Everything registered is shown, as people do when they debug
       ansible.builtin.debug:
         var: item
@@ -141,6 +154,7 @@ PLAYBOOK = '''---
         - "{{ revoked }}"
         - "{{ crl }}"
         - "{{ info }}"
+        - "{{ bulk }}"
 
     - name: The life cycle did what it should (so the search below searches real output)
       ansible.builtin.assert:
@@ -154,6 +168,7 @@ PLAYBOOK = '''---
           - revoked.revoked == [renewed.previous_serial]
           - crl.revoked_count == 1
           - info.count == 3
+          - bulk.counts.issued == 2
 '''
 
 EXPORTS = ['alice-key.pem', 'alice-modern.p12', 'alice.pem', 'bob-legacy.p12', 'ca.crl.pem']
@@ -189,7 +204,9 @@ def test_no_secret_in_any_output(ansible, work_dir, tmp_path):
     log_path = tmp_path / 'ansible.log'
     playbook = ansible.base / 'secrets.yml'
     playbook.write_text(PLAYBOOK)
-    extra = dict(passwords, ca_dir=str(ca_dir), out_dir=str(out_dir))
+    bulk_dir = work_dir / 'bulk'
+    bulk_dir.mkdir(mode=0o700)
+    extra = dict(passwords, ca_dir=str(ca_dir), out_dir=str(out_dir), bulk_dir=str(bulk_dir))
     run = ansible.run(playbook, extra_vars=extra, args=['-vvv'], env={'ANSIBLE_LOG_PATH': log_path})
     assert run.returncode == 0, run.explain()
     assert re.search(r'localhost\s+:.*failed=0', run.stdout), run.explain()
@@ -218,6 +235,22 @@ def test_no_secret_in_any_output(ansible, work_dir, tmp_path):
     bob = pkcs12.load_pkcs12((out_dir / 'bob-legacy.p12').read_bytes(), passwords['password_legacy'].encode())
     for number, line in enumerate(_pem_body_lines(_private_key_pem(bob.key))):
         forbidden['bob key line %d' % number] = line
+    # The bulk run's generated passwords, its PKCS#12 files and their keys.
+    bulk_out = [path for path in (bulk_dir / 'out').iterdir()]
+    assert len(bulk_out) == 1 and bulk_out[0].name.startswith('dept-'), bulk_out
+    bulk_passwords = (bulk_out[0] / 'passwords.tsv').read_text().splitlines()[1:]
+    assert len(bulk_passwords) == 2
+    for entry in bulk_passwords:
+        identity, _serial, file_name, password = entry.split('\t')
+        forbidden['bulk password of %s' % identity] = password
+        data = (bulk_out[0] / file_name).read_bytes()
+        for number, chunk in enumerate(_b64_chunks(data)):
+            forbidden['bulk %s base64 chunk %d' % (file_name, number)] = chunk
+        parsed = pkcs12.load_pkcs12(data, password.encode())
+        for number, line in enumerate(_pem_body_lines(_private_key_pem(parsed.key))):
+            forbidden['bulk %s key line %d' % (identity, number)] = line
+        assert stat.S_IMODE(os.stat(bulk_out[0] / file_name).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(bulk_out[0]).st_mode) == 0o700
     ca_key_pem = (ca_dir / 'ca.key').read_bytes()
     for number, line in enumerate(_pem_body_lines(ca_key_pem)):
         forbidden['CA key file line %d' % number] = line
@@ -241,7 +274,7 @@ def test_no_secret_in_any_output(ansible, work_dir, tmp_path):
             if value in text:
                 leaks.append('%s in %s' % (name, place))
     for name, value in forbidden.items():
-        if name in passwords or 'key line' in name:
+        if name in passwords or 'key line' in name or 'bulk password' in name:
             if value.encode('ascii') in raw_store:
                 leaks.append('%s in the raw state.db' % name)
     assert not leaks, 'secrets leaked: %s' % ', '.join(leaks[:20])
@@ -262,7 +295,7 @@ def test_no_secret_in_any_output(ansible, work_dir, tmp_path):
     assert in_ca <= allowed_in_ca, in_ca - allowed_in_ca
     assert {'ca.pem', 'ca.key', 'state.db', 'crl.pem', 'crl.der'} <= in_ca
     leftovers = [path for path in pathlib.Path(work_dir).rglob('*')
-                 if path.name.endswith('.tmp') or '.new' in path.name]
+                 if path.name.endswith(('.tmp', '.partial')) or '.new' in path.name]
     assert not leftovers, leftovers
 
 
