@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from ansible_collections.certfleet.pki.plugins.module_utils.ca import pkcs12 as pkcs12_lib
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.authority import fingerprint, public_key_sha256
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.keys import generate_private_key
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.names import certificate_sans, subject_to_name
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.names import subject_to_name
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.profiles import BACKDATE, build_client_certificate
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import (
     normalize_serial, validate_identity, validate_reason,
@@ -80,7 +80,10 @@ INLINE_JOBS = 4  # below this, forking workers costs more than it saves
 
 def new_password() -> str:
     """Six groups of five: 30 symbols of a 31-letter alphabet, 148 bits, typeable in an import dialog."""
-    text = ''.join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(30))
+    symbols = []
+    while len(symbols) < 30:  # rejection sampling keeps every symbol equally likely
+        symbols += [_PASSWORD_ALPHABET[b % 31] for b in secrets.token_bytes(40) if b < 248]
+    text = ''.join(symbols[:30])
     return '-'.join(text[i:i + 5] for i in range(0, 30, 5))
 
 
@@ -731,7 +734,7 @@ def issue_one(job: dict) -> dict:
         'line': job['line'], 'serial': serial_text, 'password': password,
         'wrapped': context['wrapper'].wrap(key, serial_text),
         'pem': certificate.public_bytes(serialization.Encoding.PEM).decode('ascii'),
-        'subject_text': certificate.subject.rfc4514_string(), 'sans': certificate_sans(certificate),
+        'subject_text': certificate.subject.rfc4514_string(), 'sans': list(job['sans']),
         'public_key_sha256': public_key_sha256(key.public_key()),
         'not_before': certificate.not_valid_before_utc, 'not_after': certificate.not_valid_after_utc,
         'fingerprint_sha256': fingerprint(certificate), 'fingerprint_sha1': fingerprint(certificate, 'sha1'),
