@@ -276,9 +276,9 @@ def run_loop(pristine: str, people: list, key_type: str, env: dict, log_dir: str
     passwords = {p['identity']: secrets.token_urlsafe(24) for p in people}
     items = [dict(p, password=passwords[p['identity']]) for p in people]
     log = os.path.join(log_dir, 'loop-%s.log' % key_type)
-    rc, seconds, task_seconds = run_playbook(os.path.join(WORK, 'loop.yml'),
-                               {'ca_path': ca, 'ca_passphrase': PASSPHRASE, 'dest': os.path.join(work, 'out'),
-                                'identities': items, 'key_type': key_type}, log, env)
+    extra = {'ca_path': ca, 'ca_passphrase': PASSPHRASE, 'dest': os.path.join(work, 'out'), 'identities': items,
+             'key_type': key_type}
+    rc, seconds, task_seconds = run_playbook(os.path.join(WORK, 'loop.yml'), extra, log, env)
     problems = [] if rc == 0 else ['ansible-playbook exited %d (see %s)' % (rc, log)]
     problems += check_outcome(ca, os.path.join(work, 'out'), people, passwords)
     return {'seconds': round(task_seconds, 2), 'playbook_seconds': round(seconds, 2), 'problems': problems,
@@ -322,6 +322,11 @@ def markdown(result: dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def report(key_type: str, name: str, rep: int, entry: dict) -> None:
+    problems = '  ' + '; '.join(entry['problems']) if entry['problems'] else ''
+    print('%-8s %-10s run %d: %8.2fs%s' % (key_type, name, rep + 1, entry['seconds'], problems), flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--identities', type=int, default=1000)
@@ -362,16 +367,12 @@ def main(argv=None) -> int:
                 else:
                     entry = run_floor(pristine, people, key_type, 1 if name == 'floor-1' else cores)
                 runs[key_type][name].append(entry)
-                print('%-8s %-10s run %d: %8.2fs%s' % (key_type, name, rep + 1, entry['seconds'],
-                                                        '  ' + '; '.join(entry['problems']) if entry['problems']
-                                                        else ''), flush=True)
+                report(key_type, name, rep, entry)
     if not args.no_loop:
         for key_type in key_types:
             entry = run_loop(pristine, people, key_type, env, log_dir)
             runs[key_type]['loop'].append(entry)
-            print('%-8s %-10s run 1: %8.2fs%s' % (key_type, 'loop', entry['seconds'],
-                                                   '  ' + '; '.join(entry['problems']) if entry['problems'] else ''),
-                  flush=True)
+            report(key_type, 'loop', 0, entry)
     summary = {k: {name: summarise(entries) for name, entries in cases.items() if entries}
                for k, cases in runs.items()}
     shown_args = ''.join([' --identities %d' % args.identities if args.identities != 1000 else '',

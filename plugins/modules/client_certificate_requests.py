@@ -287,7 +287,7 @@ def main():
             key_type={'type': 'str', 'default': 'rsa2048', 'choices': list(KEY_TYPES)},
             valid_days={'type': 'int', 'default': 365},
             renew_before={'type': 'str', 'default': '30d'},
-            key_retention={'type': 'int', 'default': 30},
+            key_retention={'type': 'int', 'default': 30, 'no_log': False},
             workers={'type': 'int'},
             name={'type': 'str'},
         ),

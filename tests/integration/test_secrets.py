@@ -236,7 +236,7 @@ def test_no_secret_in_any_output(ansible, work_dir, tmp_path):
     for number, line in enumerate(_pem_body_lines(_private_key_pem(bob.key))):
         forbidden['bob key line %d' % number] = line
     # The bulk run's generated passwords, its PKCS#12 files and their keys.
-    bulk_out = [path for path in (bulk_dir / 'out').iterdir()]
+    bulk_out = list((bulk_dir / 'out').iterdir())
     assert len(bulk_out) == 1 and bulk_out[0].name.startswith('dept-'), bulk_out
     bulk_passwords = (bulk_out[0] / 'passwords.tsv').read_text().splitlines()[1:]
     assert len(bulk_passwords) == 2

@@ -341,7 +341,7 @@ def test_options_are_checked(policy_ca, run):
 
 
 def test_passwords_are_random_and_long():
-    passwords = {new_password() for _ in range(50)}
+    passwords = {new_password() for attempt in range(50)}
     assert len(passwords) == 50
     assert all(len(p) == 35 and p.count('-') == 5 for p in passwords)
 
@@ -385,8 +385,8 @@ def test_inventory_lists_the_whole_history_and_is_idempotent(policy_ca, run, tmp
     assert rows[old_alice]['renewed_by'] == new_alice and rows[new_alice]['renews'] == old_alice
     assert rows[old_alice]['pending_revocation'] == 'yes' and rows[new_alice]['current'] == 'yes'
     bob = rows[first['rows'][1]['serial']]
-    assert (bob['status'], bob['revocation_reason'], bob['email']) == ('revoked', 'affiliation_changed',
-                                                                      'bob@example.org')
+    assert (bob['status'], bob['revocation_reason']) == ('revoked', 'affiliation_changed')
+    assert bob['email'] == 'bob@example.org'
     assert bob['CN'] == 'Bob'
 
 
