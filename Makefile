@@ -17,7 +17,7 @@ export ANSIBLE_NOCOLOR := 1
 PYTEST := $(BIN)/python -m pytest
 
 .PHONY: help demo test venv system-packages demo-packages collection-link build install-check lint unit integration \
-        sanity bench-nightly bench-nightly-quick clean
+        sanity bench-nightly bench-nightly-quick bench-bulk clean
 
 help:
 	@echo "make demo   create a virtualenv, install the collection and run the demo on the embedded CA"
@@ -85,6 +85,10 @@ bench-nightly: venv collection-link
 
 bench-nightly-quick: venv collection-link
 	$(BIN)/python bench/nightly/run.py --quick
+
+# The bulk benchmark (bench/bulk/README.md): client_certificate_requests against a task loop and the crypto floor.
+bench-bulk: venv collection-link
+	$(BIN)/python bench/bulk/run.py
 
 clean:
 	rm -rf $(BUILD) tests/output

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: client_certificate_inventory
 short_description: Write the CA's full certificate history to a TSV or CSV file
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Writes every certificate the CA issued, one line each, to I(dest) on the CA host, for the registration
     officer who looks up the serial to renew or revoke, or who answers "who holds a certificate".

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: client_certificate_requests
 short_description: Carry out a TSV or CSV file of issue, renew and revoke requests in one batch
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Reads a request file with one line per certificate, as a department sends it to its registration officer,
     validates every line against the CA's policy and its current state, and then carries out all of them in one
@@ -18,7 +18,9 @@ description:
     header. Column names are case-insensitive; spaces and hyphens count as underscores."
   - "Columns: C(action) (C(issue), C(renew) or C(revoke)), C(identity), C(CN), C(email), C(O), C(OU), C(L),
     C(ST), C(C), C(profile), C(valid_days) (alias C(validity)), C(key_type), C(reason) (revocation reason) and
-    C(serial). C(action) and C(identity) are required in the header; the others may be left out."
+    C(serial). C(action) and C(identity) are required in the header; the others may be left out. Every line has as
+    many fields as the header, empty ones included: a missing separator would shift values into other columns, so
+    it is reported, not guessed."
   - "C(issue): a new certificate for an identity that has none (or whose certificate expired). C(CN) is required.
     An identity that already holds a certificate with the same subject, e-mail, profile and key type is reported
     as C(unchanged); one that holds a different certificate is an error that points to C(renew)."

@@ -403,3 +403,17 @@ def test_inventory_filters_and_csv(policy_ca, run, tmp_path):
             write_inventory(ca, dest=dest, statuses=['lost'])
         assert raised.value.field == 'status'
     assert [r['identity'] for r in read_rows(dest)] == ['alice']
+
+
+def test_the_readme_example_is_a_valid_request_file(tmp_path):
+    from ansible_collections.certfleet.pki.plugins.module_utils.common.tabular import read_table
+    readme = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', '..', 'README.md')
+    with open(readme, encoding='utf-8') as handle:
+        text = handle.read()
+    start = text.index('# sales.tsv')
+    example = text[start:text.index('```', start)]
+    path = tmp_path / 'sales.tsv'
+    path.write_text(example, encoding='utf-8')
+    table = read_table(str(path))
+    assert table.format == 'tsv' and len(table.header) == 8
+    assert [len(values) for _line, values in table.rows] == [8, 8, 8, 8]
