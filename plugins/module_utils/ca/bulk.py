@@ -496,9 +496,7 @@ class BulkRequest:
             result.update(rows=self.rows('predicted'), counts=self.counts())
             return result
         ensure_private_dir(self.dest)
-        final_dir = self._run_folder()
-        staging = os.path.join(self.dest, '.%s.partial' % os.path.basename(final_dir))
-        os.mkdir(staging, 0o700)
+        final_dir, staging = self._run_folder()
         try:
             issued = self._issue_all([line for line in work if line.outcome in ('issue', 'renew')], staging)
             self._write_outputs(staging, issued)
@@ -511,15 +509,21 @@ class BulkRequest:
         result.update(rows=self.rows(), counts=self.counts())
         return result
 
-    def _run_folder(self) -> str:
+    def _run_folder(self) -> tuple:
+        """(final folder, staging folder): a name no other run uses; the staging folder is created (0700)."""
         stamp = self.now.strftime('%Y%m%dT%H%M%SZ')
-        candidate = os.path.join(self.dest, '%s-%s' % (self.name, stamp))
-        counter = 2
-        while os.path.exists(candidate) or os.path.exists(
-                os.path.join(self.dest, '.%s.partial' % os.path.basename(candidate))):
-            candidate = os.path.join(self.dest, '%s-%s-%d' % (self.name, stamp, counter))
-            counter += 1
-        return candidate
+        for counter in range(1, 1000):
+            name = '%s-%s' % (self.name, stamp) + ('-%d' % counter if counter > 1 else '')
+            final = os.path.join(self.dest, name)
+            staging = os.path.join(self.dest, '.%s.partial' % name)
+            if os.path.exists(final):
+                continue
+            try:
+                os.mkdir(staging, 0o700)  # atomic: two runs in the same second cannot both get this name
+            except FileExistsError:
+                continue
+            return final, staging
+        raise InputError('no free output folder name for %s in %s' % (self.name, self.dest), 'dest')
 
     def _issue_all(self, lines: list, staging: str) -> dict:
         """Keys, certificates and PKCS#12 files for ``lines``, on all cores. Returns {line number: issued}."""
