@@ -109,7 +109,7 @@ class Line:
     message: str = ''
     digest: str = ''
     wanted: object = None
-    current: CertificateRecord | None = None
+    current: CertificateRecord | None = None  # the valid current certificate (possibly expired), or None
     targets: list = field(default_factory=list)  # revoke: the records to revoke
     reason: str = ''
     serial: str = ''  # requested serial (renew, revoke)
@@ -603,7 +603,7 @@ class BulkRequest:
             if store.find(serials=new_serials):
                 raise StoreError('a drawn serial number is already in use; nothing was written, run again')
             for line in work:
-                planned = line.current.serial if line.current is not None and line.current.status == 'valid' else None
+                planned = line.current.serial if line.current is not None else None
                 if line.outcome in ('issue', 'renew') and current_now.get(line.identity) != planned:
                     raise StoreError('%s: the certificates of %r changed while this batch was prepared (another run '
                                      'at the same time?); nothing was written, run the file again'
@@ -619,7 +619,7 @@ class BulkRequest:
             for line in work:
                 if line.outcome in ('issue', 'renew'):
                     record = records[line.number]
-                    previous = line.current if line.current is not None and line.current.status == 'valid' else None
+                    previous = line.current  # the identity's valid current certificate, or None
                     if previous is not None:
                         store.supersede(previous.serial, record.serial)
                     store.insert(record, issued[line.number]['wrapped'])
@@ -693,7 +693,7 @@ def _differences(current: CertificateRecord, wanted) -> list:
 
 def _record_from(item: dict, line: Line, now) -> CertificateRecord:
     wanted = line.wanted
-    previous = line.current if line.current is not None and line.current.status == 'valid' else None
+    previous = line.current
     return CertificateRecord(
         serial=item['serial'], identity=line.identity, subject=wanted.subject, subject_text=item['subject_text'],
         sans=item['sans'], profile=wanted.profile, key_type=wanted.key_type, key_status=KEY_HELD,

@@ -280,18 +280,15 @@ class SQLiteStore(CertificateStore):
             self._in_transaction = False
 
     def _exec(self, sql: str, params=()):
-        try:
-            return self._conn.execute(sql, params)
-        except sqlite3.IntegrityError as exc:
-            raise StoreError('the store refused a change: %s' % exc)
-        except sqlite3.DatabaseError as exc:
-            if _is_busy(exc):
-                raise
-            raise StoreError('%s: %s' % (self.path, exc), 'ca_path')
+        return self._translated(self._conn.execute, sql, params)
 
     def _exec_many(self, sql: str, rows: list) -> None:
+        self._translated(self._conn.executemany, sql, rows)
+
+    def _translated(self, call, sql: str, params):
+        """Run a statement; SQLite errors become StoreError, except "busy", which _retry handles."""
         try:
-            self._conn.executemany(sql, rows)
+            return call(sql, params)
         except sqlite3.IntegrityError as exc:
             raise StoreError('the store refused a change: %s' % exc)
         except sqlite3.DatabaseError as exc:
