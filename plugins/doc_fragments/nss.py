@@ -24,6 +24,18 @@ options:
       - Databases without one need nothing here. Handed to C(certutil) and C(pk12util) through a C(0600) file that
         is removed afterwards, never on a command line.
     type: str
+  owner:
+    description:
+      - The user (name or numeric uid) whose rights every file access and every C(certutil)/C(pk12util) call uses
+        when the module runs as root. A symlink or a C(profiles.ini) entry planted in a home then leads only where
+        that user could write anyway, and a place the user may not write is refused with a message naming host,
+        user and path.
+      - Default, the owner of the first folder on the way down to O(db) that root does not own; when root owns
+        every folder, nothing is switched. Give it when the path came from a file that user controls, such as a
+        profile found through C(profiles.ini) (M(certfleet.pki.firefox_profile_info) returns it as
+        C(owner) of each profile).
+      - Files in an NSS database folder that are symbolic links are always refused; NSS never makes them.
+    type: str
 requirements:
   - C(certutil) and C(pk12util) on the target (Debian/Ubuntu C(libnss3-tools), Fedora/RHEL C(nss-tools),
     macOS Homebrew C(nss))

@@ -11,16 +11,16 @@ short_description: Find the Firefox profiles of users from profiles.ini and inst
 version_added: 0.1.0
 description:
   - Reads C(profiles.ini) (and C(installs.ini)) of every Firefox installation in a user's home and lists the
-    profiles, with the folder to give M(certfleet.pki.nss_certificate) as I(db).
+    profiles, with the folder to give as O(certfleet.pki.nss_certificate#module:db).
   - Looks in these places below the home folder. Linux C(.mozilla/firefox) (native), C(.config/mozilla/firefox)
     (xdg, newer Firefox), C(snap/firefox/common/.mozilla/firefox) (snap),
     C(.var/app/org.mozilla.firefox/.mozilla/firefox) and C(.var/app/org.mozilla.firefox_esr/.mozilla/firefox)
     (flatpak). macOS C(Library/Application Support/Firefox). Windows C(AppData\Roaming\Mozilla\Firefox).
   - The default profile is the one an installation's C(installs.ini) (or C([Install...]) section) names; for files
     without one, the profile marked C(Default=1).
-  - Without I(users), I(all_users) or I(home) it lists the profiles of the user the module runs as.
+  - Without O(users), O(all_users) or O(home) it lists the profiles of the user the module runs as.
   - Never writes anything. A profile that Firefox has not opened yet has C(has_nss_db=false); create its database
-    with M(certfleet.pki.nss_certificate) and I(create_db=true).
+    with M(certfleet.pki.nss_certificate) and O(certfleet.pki.nss_certificate#module:create_db=true).
 author:
   - certfleet.pki developers (@certfleet)
 attributes:
@@ -37,7 +37,7 @@ options:
   users:
     description:
       - Names of the users whose profiles to list. Their home folders come from the user database (C(passwd)).
-      - A user that does not exist on the host is an error naming I(users); nothing is listed then.
+      - A user that does not exist on the host is an error naming O(users); nothing is listed then.
     type: list
     elements: str
     default: []
@@ -45,19 +45,19 @@ options:
     description:
       - List the profiles of every login user with an existing home folder (uid 1000 and above on Linux, 500 and
         above on macOS, and root).
-      - Cannot be combined with I(users) or I(home).
+      - Cannot be combined with O(users) or O(home).
     type: bool
     default: false
   home:
     description:
       - Look in this folder instead of a user's home, for example a home folder mounted from another machine or a
-        test home. With one name in I(users) that name is reported as C(user) (it need not exist on the host).
-      - A folder that does not exist is an error naming I(home).
+        test home. With one name in O(users) that name is reported as C(user) (it need not exist on the host).
+      - A folder that does not exist is an error naming O(home).
     type: path
   system:
     description:
       - Which operating system's layout to look for. Defaults to the system the module runs on.
-      - C(Windows) reads a Windows home folder mounted or copied to this host (Ansible runs PowerShell modules,
+      - V(Windows) reads a Windows home folder mounted or copied to this host (Ansible runs PowerShell modules,
         not this one, on Windows hosts).
     type: str
     choices: [Linux, Darwin, Windows]
@@ -104,16 +104,23 @@ profiles:
   elements: dict
   contains:
     user:
-      description: The user whose home it is (C(null) when only I(home) was given).
+      description: The user whose home it is (C(null) when only O(home) was given).
       type: str
     home:
       description: The home folder that was searched.
+      type: str
+    owner:
+      description:
+        - The user whose rights apply to this profile (the home's user, or the owner of O(home)); give it as
+          O(certfleet.pki.nss_certificate#module:owner) so that a path planted in C(profiles.ini) is opened with
+          that user's rights only. C(null) when root owns the home.
+        - When the module runs as root, the home's C(profiles.ini) and C(installs.ini) are also read as this user.
       type: str
     name:
       description: The profile's name in C(profiles.ini), such as C(default-release).
       type: str
     path:
-      description: The profile folder, the I(db) for M(certfleet.pki.nss_certificate).
+      description: The profile folder, the O(certfleet.pki.nss_certificate#module:db).
       type: str
     is_relative:
       description: Whether C(profiles.ini) gives the path relative to its own folder.
@@ -147,7 +154,7 @@ users:
   elements: dict
   contains:
     user:
-      description: User name (C(null) when only I(home) was given).
+      description: User name (C(null) when only O(home) was given).
       type: str
     home:
       description: Home folder.

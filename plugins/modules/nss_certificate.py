@@ -10,12 +10,12 @@ module: nss_certificate
 short_description: Import or remove client certificates and CA certificates in an NSS database (Firefox, Chromium)
 version_added: 0.1.0
 description:
-  - With I(state=present), imports a PKCS#12 file (certificate and private key) with C(pk12util), and adds a CA
-    certificate with the trust flags I(trust). Idempotent by SHA-256 fingerprint; a certificate that is already
+  - With O(state=present), imports a PKCS#12 file (certificate and private key) with C(pk12util), and adds a CA
+    certificate with the trust flags O(trust). Idempotent by SHA-256 fingerprint; a certificate that is already
     there with its key is not imported again, whatever its nickname.
-  - With I(state=absent), removes certificates together with their private keys, selected by
-    I(fingerprint_sha256), I(serial) or I(nickname) (all given selectors must match), or every certificate with a
-    key issued by I(issuer) except those in I(keep_fingerprint_sha256). This is how a superseded certificate is
+  - With O(state=absent), removes certificates together with their private keys, selected by
+    O(fingerprint_sha256), O(serial) or O(nickname) (all given selectors must match), or every certificate with a
+    key issued by O(issuer) except those in O(keep_fingerprint_sha256). This is how a superseded certificate is
     removed after a renewal.
   - Removal is exact. NSS gives every certificate of one subject the same nickname, so after a renewal the old and
     the new certificate share it and C(certutil -D -n NICKNAME) may delete the new one. This module deletes a
@@ -23,7 +23,7 @@ description:
     certificate goes, also when old and new have the same subject. A certificate without a key that shares its
     nickname with another one cannot be deleted exactly and is refused.
   - Works while Firefox or Chromium is running, because the C(sql:) database is SQLite, shared between processes.
-  - The PKCS#12 file is opened first (with I(pkcs12_password)), so a wrong password or a corrupt file fails before
+  - The PKCS#12 file is opened first (with O(pkcs12_password)), so a wrong password or a corrupt file fails before
     anything is written. A CA certificate that did not issue the PKCS#12 certificate is refused.
   - The result lists what the database holds afterwards (subjects, serials, fingerprints, nicknames); never a key
     or a password.
@@ -46,23 +46,23 @@ attributes:
 options:
   create_db:
     description:
-      - Create the database (and its folder, mode C(0700)) when I(db) holds none, for example in a Firefox profile
-        that Firefox has never opened. With I(db_password) the new database is protected by that token password,
+      - Create the database (and its folder, mode C(0700)) when O(db) holds none, for example in a Firefox profile
+        that Firefox has never opened. With O(db_password) the new database is protected by that token password,
         otherwise by an empty one.
-      - Only used with I(state=present). Without it a missing database is an error.
+      - Only used with O(state=present). Without it a missing database is an error.
     type: bool
     default: false
   db_password:
     description:
       - The token (primary) password of the database.
       - Required to import a PKCS#12 file or remove a certificate with its key when the database has one; without
-        it the module fails, naming I(db_password), and changes nothing. Adding a CA certificate does not need it.
+        it the module fails, naming O(db_password), and changes nothing. Adding a CA certificate does not need it.
       - Handed to C(certutil) and C(pk12util) through a C(0600) file that is removed afterwards.
     type: str
   state:
     description:
-      - C(present) imports I(pkcs12_path) and/or adds I(ca_certificate); at least one of them is required.
-      - C(absent) removes the certificates that I(fingerprint_sha256), I(serial), I(nickname) or I(issuer) select.
+      - V(present) imports O(pkcs12_path) and/or adds O(ca_certificate); at least one of them is required.
+      - V(absent) removes the certificates that O(fingerprint_sha256), O(serial), O(nickname) or O(issuer) select.
         Certificates that are not there are not an error.
     type: str
     choices: [present, absent]
@@ -74,20 +74,20 @@ options:
       - CA certificates inside it are imported too, without trust.
     type: path
   pkcs12_password:
-    description: The password of I(pkcs12_path). Required with it.
+    description: The password of O(pkcs12_path). Required with it.
     type: str
   ca_certificate:
     description:
-      - A CA certificate to add with I(trust), PEM text or the path of a PEM file on the target.
+      - A CA certificate to add with O(trust), PEM text or the path of a PEM file on the target.
       - When it is already in the database (for example imported from a PKCS#12 chain) only its trust is
         completed.
     type: str
   ca_nickname:
-    description: Nickname of an added I(ca_certificate). Defaults to its common name.
+    description: Nickname of an added O(ca_certificate). Defaults to its common name.
     type: str
   trust:
     description:
-      - NSS trust flags of I(ca_certificate), C(SSL,S/MIME,code signing) as for C(certutil -t).
+      - NSS trust flags of O(ca_certificate), C(SSL,S/MIME,code signing) as for C(certutil -t).
       - The default C(T,,) trusts the CA to issue client certificates only. C(CT,,) would also trust it to issue
         TLS server certificates, so whoever holds the client CA key could then impersonate any web site to this
         browser. A client CA must not be trusted for servers; use C(CT,,) only for a CA that really issues the
@@ -97,37 +97,37 @@ options:
     default: T,,
   fingerprint_sha256:
     description:
-      - With I(state=absent), remove the certificate with this SHA-256 fingerprint (hex, colons and case do not
+      - With O(state=absent), remove the certificate with this SHA-256 fingerprint (hex, colons and case do not
         matter).
     type: str
   serial:
     description:
-      - With I(state=absent), remove certificates with this serial number, or with any of these serial numbers
+      - With O(state=absent), remove certificates with this serial number, or with any of these serial numbers
         (hex; colons, C(0x), leading zeros and case do not matter).
-      - The M(certfleet.pki.deploy) role passes the older serials of one identity here, so other identities from the
+      - The C(certfleet.pki.deploy) role passes the older serials of one identity here, so other identities from the
         same CA in the same database are left alone.
     type: list
     elements: str
     aliases: [serials]
   nickname:
     description:
-      - With I(state=absent), remove certificates with this nickname.
+      - With O(state=absent), remove certificates with this nickname.
       - A nickname may name several certificates (same subject); all of them are selected. Prefer
-        I(fingerprint_sha256) or I(issuer) with I(keep_fingerprint_sha256).
+        O(fingerprint_sha256) or O(issuer) with O(keep_fingerprint_sha256).
     type: str
   issuer:
     description:
       - A CA certificate, PEM text or a path on the target.
-      - With I(state=absent) and no other selector, removes every certificate with a private key that this CA
-        issued (checked by signature, not only by name), except those in I(keep_fingerprint_sha256). CA
+      - With O(state=absent) and no other selector, removes every certificate with a private key that this CA
+        issued (checked by signature, not only by name), except those in O(keep_fingerprint_sha256). CA
         certificates and certificates without a key are kept.
-      - With I(fingerprint_sha256), I(serial) or I(nickname) it is a guard; when a selected certificate was not
-        issued by this CA the module fails, naming I(issuer), and removes nothing.
+      - With O(fingerprint_sha256), O(serial) or O(nickname) it is a guard; when a selected certificate was not
+        issued by this CA the module fails, naming O(issuer), and removes nothing.
     type: str
   keep_fingerprint_sha256:
     description:
-      - SHA-256 fingerprints of certificates that I(state=absent) must never remove, typically the current
-        certificate when removing superseded ones by I(issuer).
+      - SHA-256 fingerprints of certificates that O(state=absent) must never remove, typically the current
+        certificate when removing superseded ones by O(issuer).
     type: list
     elements: str
     default: []
@@ -189,18 +189,18 @@ created:
   returned: always
   type: bool
 imported:
-  description: SHA-256 fingerprint of the certificate imported from I(pkcs12_path) (in check mode, that would be),
+  description: SHA-256 fingerprint of the certificate imported from O(pkcs12_path) (in check mode, that would be),
     C(null) when it was already there with its key.
   returned: always
   type: str
   sample: 3C5E0F0B8D2A6F4E1B9C7D5A3E2F1A0B9C8D7E6F5A4B3C2D1E0F9A8B7C6D5E4F
 ca_changed:
-  description: C(add) when I(ca_certificate) was added, C(trust) when only its trust flags were completed,
+  description: C(add) when O(ca_certificate) was added, C(trust) when only its trust flags were completed,
     C(null) otherwise.
   returned: always
   type: str
 removed:
-  description: The certificates removed (in check mode, that would be), with the keys of I(certificates).
+  description: The certificates removed (in check mode, that would be), with the keys of RV(certificates).
   returned: always
   type: list
   elements: dict
@@ -240,7 +240,7 @@ certificates:
       type: str
     has_key:
       description: Whether the database holds the private key; C(null) when a token password protects the keys
-        and I(db_password) was not given.
+        and O(db_password) was not given.
       type: bool
     is_ca:
       description: Whether it is a CA certificate (basicConstraints C(CA:true)).
@@ -250,7 +250,9 @@ certificates:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.ansible_glue import require_cryptography, run
-from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.nss import ensure_nss_certificate
+from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.nss import (
+    as_database_owner, ensure_nss_certificate,
+)
 
 
 def main():
@@ -259,6 +261,7 @@ def main():
             'db': {'type': 'path', 'required': True, 'aliases': ['profile', 'nssdb']},
             'create_db': {'type': 'bool', 'default': False},
             'db_password': {'type': 'str', 'no_log': True},
+            'owner': {'type': 'str'},
             'state': {'type': 'str', 'default': 'present', 'choices': ['present', 'absent']},
             'pkcs12_path': {'type': 'path'},
             'pkcs12_password': {'type': 'str', 'no_log': True},
@@ -286,8 +289,9 @@ def main():
     def runner(args):
         return module.run_command(args, environ_update={'LC_ALL': 'C', 'LANG': 'C'}, expand_user_and_vars=False)
 
-    run(module, lambda: ensure_nss_certificate(
-        db=params['db'], db_password=params['db_password'], create_db=params['create_db'], state=params['state'],
+    run(module, lambda: as_database_owner(
+        ensure_nss_certificate, db=params['db'], owner=params['owner'],
+        db_password=params['db_password'], create_db=params['create_db'], state=params['state'],
         pkcs12_path=params['pkcs12_path'], pkcs12_password=params['pkcs12_password'],
         ca_certificate=params['ca_certificate'], ca_nickname=params['ca_nickname'], trust=params['trust'],
         fingerprint_sha256=params['fingerprint_sha256'], serial=params['serial'], nickname=params['nickname'],

@@ -11,7 +11,7 @@ short_description: List the certificates of an NSS database (Firefox profile, Ch
 version_added: 0.1.0
 description:
   - Lists every certificate the database holds, with nickname, trust flags, subject, issuer, serial, fingerprints,
-    validity and whether its private key is there. Filters I(issuer), I(fingerprint_sha256) and I(serial) combine.
+    validity and whether its private key is there. Filters O(issuer), O(fingerprint_sha256) and O(serial) combine.
   - A folder without a database (or that does not exist) gives C(exists=false) and an empty list, not an error.
   - Never writes anything (it only runs C(certutil -L) and C(certutil -K)) and never returns a key or a password.
 author:
@@ -33,7 +33,7 @@ options:
     description:
       - The token (primary) password of the database, needed only to tell which certificates have their key.
       - Without it, C(has_key) is C(null) for every certificate of a database protected by a token password. A
-        wrong password is an error naming I(db_password).
+        wrong password is an error naming O(db_password).
       - Handed to C(certutil) through a C(0600) file that is removed afterwards.
     type: str
   issuer:
@@ -77,7 +77,7 @@ db:
   type: str
   sample: /home/alice/.mozilla/firefox/k2x9w1a7.default-release
 exists:
-  description: Whether I(db) holds an NSS database (C(cert9.db) and C(key4.db)).
+  description: Whether O(db) holds an NSS database (C(cert9.db) and C(key4.db)).
   returned: always
   type: bool
 count:
@@ -120,7 +120,7 @@ certificates:
       type: str
     has_key:
       description: Whether the database holds the private key; C(null) when a token password protects the keys
-        and I(db_password) was not given.
+        and O(db_password) was not given.
       type: bool
     is_ca:
       description: Whether it is a CA certificate (basicConstraints C(CA:true)).
@@ -130,7 +130,9 @@ certificates:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.ansible_glue import require_cryptography, run
-from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.nss import nss_certificate_info
+from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.nss import (
+    as_database_owner, nss_certificate_info,
+)
 
 
 def main():
@@ -138,6 +140,7 @@ def main():
         argument_spec={
             'db': {'type': 'path', 'required': True, 'aliases': ['profile', 'nssdb']},
             'db_password': {'type': 'str', 'no_log': True},
+            'owner': {'type': 'str'},
             'issuer': {'type': 'str'},
             'fingerprint_sha256': {'type': 'str'},
             'serial': {'type': 'str'},
@@ -151,8 +154,9 @@ def main():
     def runner(args):
         return module.run_command(args, environ_update={'LC_ALL': 'C', 'LANG': 'C'}, expand_user_and_vars=False)
 
-    run(module, lambda: nss_certificate_info(
-        db=params['db'], db_password=params['db_password'], issuer=params['issuer'],
+    run(module, lambda: as_database_owner(
+        nss_certificate_info, db=params['db'], owner=params['owner'], db_password=params['db_password'],
+        issuer=params['issuer'],
         fingerprint_sha256=params['fingerprint_sha256'], serial=params['serial'], runner=runner, certutil=certutil))
 
 

@@ -6,12 +6,18 @@
 from __future__ import annotations
 
 import configparser
+import json
 import ntpath
 import os
 import platform
 import posixpath
+import stat
+import tempfile
 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
+from ansible_collections.certfleet.pki.plugins.module_utils.common.owner import (
+    check_writable_as_self, owner_by_name, path_controller, refuse_symlink, run_as,
+)
 
 # Where a Firefox keeps profiles.ini, relative to the user's home, per OS, with the kind of installation.
 FIREFOX_ROOTS = {
@@ -172,11 +178,92 @@ def firefox_profile_info(*, users=None, all_users: bool = False, home: str | Non
     profiles = []
     summary = []
     for user, user_home_dir in targets:
-        found = find_profiles(user_home_dir, system)
+        # The home's files are read with its owner's rights, and the profiles they name are theirs to fill.
+        owner = path_controller(user_home_dir) if home or not user else owner_by_name(user, 'users')
+        found = run_as(owner, find_profiles, home=user_home_dir, system=system)
         for profile in found:
             profile['user'] = user
             profile['home'] = user_home_dir
+            profile['owner'] = None if owner is None or owner.uid == 0 else owner.name
         summary.append({'user': user, 'home': user_home_dir,
                         'installations': sorted({p['installation'] for p in found}), 'profiles': len(found)})
         profiles.extend(found)
     return {'changed': False, 'system': system, 'profiles': profiles, 'users': summary}
+
+
+USER_JS_MARKER = '// {mark} certfleet.pki client certificate selection'
+
+
+def _pref_line(name: str, value) -> str:
+    if isinstance(value, bool):
+        literal = 'true' if value else 'false'
+    elif isinstance(value, int):
+        literal = str(value)
+    else:
+        literal = json.dumps(str(value))
+    return 'user_pref(%s, %s);' % (json.dumps(str(name)), literal)
+
+
+def render_user_js(text: str, prefs: dict, state: str = 'present') -> str:
+    """``text`` (a user.js) with certfleet's marked block set to ``prefs``, or without it for state=absent."""
+    begin, end = USER_JS_MARKER.format(mark='BEGIN'), USER_JS_MARKER.format(mark='END')
+    lines = text.splitlines()
+    try:
+        start = lines.index(begin)
+        stop = lines.index(end, start)
+    except ValueError:
+        start = stop = None
+    block = [] if state == 'absent' else [begin] + [_pref_line(k, prefs[k]) for k in sorted(prefs)] + [end]
+    if start is None:
+        lines = lines + block
+    else:
+        lines = lines[:start] + block + lines[stop + 1:]
+    return '\n'.join(lines) + '\n' if lines else ''
+
+
+def ensure_user_prefs(*, profile: str, prefs: dict, state: str = 'present', check_mode: bool = False) -> dict:
+    """Keep certfleet's block of preferences in a profile's user.js; never follows a symlink.
+
+    Meant to run as the profile's owner (common/owner.py): the new file is made by that user in the profile
+    folder and renamed over user.js, so a user.js that is a link is replaced, never written through (and refused
+    before that, so the run says so).
+    """
+    if state not in ('present', 'absent'):
+        raise InputError('must be present or absent', 'state')
+    if state == 'present' and not prefs:
+        raise InputError('must name at least one preference with state=present', 'prefs')
+    folder = os.path.abspath(profile)
+    if os.path.islink(folder) or not os.path.isdir(folder):
+        raise InputError('%s is not a profile folder (missing, a file, or a symbolic link)' % folder, 'profile')
+    path = os.path.join(folder, 'user.js')
+    refuse_symlink(path, 'the Firefox preferences file', 'profile')
+    before = ''
+    mode = 0o600
+    if os.path.lexists(path):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, 'rb') as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise InputError('%s is not a regular file' % path, 'profile')
+            mode = stat.S_IMODE(info.st_mode)
+            before = handle.read().decode('utf-8', 'replace')
+    after = render_user_js(before, prefs or {}, state)
+    if state == 'absent' and not os.path.lexists(path):
+        after = ''
+    changed = after != before
+    if changed and not check_mode:
+        check_writable_as_self(path, 'user.js', 'profile')
+        fd, tmp = tempfile.mkstemp(prefix='.user.js.', suffix='.tmp', dir=folder)
+        try:
+            with os.fdopen(fd, 'wb') as handle:
+                os.fchmod(handle.fileno(), mode)
+                handle.write(after.encode('utf-8'))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            raise
+    return {'changed': changed, 'path': path, 'diff': {'before': before, 'after': after,
+                                                       'before_header': path, 'after_header': path}}

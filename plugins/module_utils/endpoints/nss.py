@@ -24,6 +24,9 @@ import tempfile
 from dataclasses import dataclass
 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CertfleetError, InputError
+from ansible_collections.certfleet.pki.plugins.module_utils.common.owner import (
+    acting_owner, check_writable_as_self, needs_switch, refuse_symlink, run_as,
+)
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
 
 try:
@@ -35,6 +38,8 @@ except ImportError:
     pass
 
 DB_FILES = ('cert9.db', 'key4.db')
+# Every file NSS keeps in a database folder: none of them is ever a symlink that NSS made.
+ALL_DB_FILES = DB_FILES + ('pkcs11.txt',)
 _LIST_LINE = re.compile(r'^(?P<nickname>.*?\S)\s+(?P<trust>[a-zA-Z]*,[a-zA-Z]*,[a-zA-Z]*)\s*$')
 _KEY_LINE = re.compile(r'^<\s*\d+>\s+(?P<type>\S+)\s+(?P<id>[0-9a-fA-F]+)\s+(?P<nickname>.*)$')
 _PEM = re.compile(rb'-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----', re.DOTALL)
@@ -209,6 +214,11 @@ class NSSDatabase:
     def exists(self) -> bool:
         return all(os.path.exists(os.path.join(self.path, name)) for name in DB_FILES)
 
+    def refuse_planted_links(self) -> None:
+        """NSS never makes its files symlinks: one found there was planted, and is not followed."""
+        for name in ALL_DB_FILES:
+            refuse_symlink(os.path.join(self.path, name), 'the NSS file', 'db')
+
     def require(self) -> None:
         if not os.path.isdir(self.path):
             raise InputError('%s does not exist (set create_db to create an NSS database there)' % self.path, 'db')
@@ -367,6 +377,9 @@ def ensure_nss_certificate(*, db, db_password=None, create_db=False, state='pres
     database = NSSDatabase(db, db_password, runner, certutil=certutil, pk12util=pk12util)
     if state not in ('present', 'absent'):
         raise InputError('must be present or absent', 'state')
+    database.refuse_planted_links()
+    if not check_mode:
+        check_writable_as_self(database.path, 'the NSS database', 'db')
     trust = validate_trust(trust)
     created = False
     if state == 'present':
@@ -488,6 +501,7 @@ def nss_certificate_info(*, db, db_password=None, issuer=None, fingerprint_sha25
                          certutil='certutil') -> dict:
     """What a database holds, optionally filtered; never writes. A missing database is ``exists=False``."""
     database = NSSDatabase(db, db_password, runner, certutil=certutil)
+    database.refuse_planted_links()
     wanted_fp = _normalize_fingerprint(fingerprint_sha256, 'fingerprint_sha256') if fingerprint_sha256 else None
     wanted_serial = _normalize_serial(serial) if serial else None
     ca = load_pem_certificate(issuer, 'issuer') if issuer else None
@@ -510,3 +524,44 @@ def _as_list(value) -> list:
 def _ca_nickname(ca) -> str:
     names = ca.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
     return str(names[0].value) if names else ca.subject.rfc4514_string()
+
+
+def _readable_copy(value, field: str):
+    """PEM text stays text; a path becomes the file's content, read with this process's rights."""
+    if value is None or '-----BEGIN' in str(value):
+        return value
+    try:
+        with open(os.path.expanduser(str(value)), 'rb') as handle:
+            return handle.read().decode('ascii', 'replace')
+    except FileNotFoundError:
+        raise InputError('%s does not exist' % value, field)
+    except OSError as exc:
+        raise InputError('%s cannot be read (%s)' % (value, exc.strerror or exc), field)
+
+
+def as_database_owner(operation, *, db, owner=None, **kwargs) -> dict:
+    """Run an NSS operation with the rights of the user who controls the database (see common/owner.py).
+
+    Running as root on a database in a user's home, every certutil/pk12util call and file access happens as that
+    user. ``owner`` (name or uid) overrides who that is: give it when the path came from a file the user controls
+    (profiles.ini). Files only root may read (the PKCS#12 in root's transfer folder, the CA certificate) are read
+    here first and handed over as content.
+    """
+    text = str(db or '')
+    path = os.path.abspath(os.path.expanduser(text[4:] if text.startswith('sql:') else text))
+    user = acting_owner(path, owner)
+    if not needs_switch(user):
+        return operation(db=db, **kwargs)
+    contents = {}
+    if kwargs.get('pkcs12_path'):
+        try:
+            with open(kwargs['pkcs12_path'], 'rb') as handle:
+                contents['pkcs12_path'] = handle.read()
+        except FileNotFoundError:
+            raise InputError('%s does not exist' % kwargs['pkcs12_path'], 'pkcs12_path')
+        except OSError as exc:
+            raise InputError('%s cannot be read (%s)' % (kwargs['pkcs12_path'], exc.strerror or exc), 'pkcs12_path')
+    for field in ('ca_certificate', 'issuer'):
+        if field in kwargs:
+            kwargs[field] = _readable_copy(kwargs[field], field)
+    return run_as(user, operation, contents=contents, db=path, **kwargs)
