@@ -5,8 +5,12 @@
 
 from __future__ import annotations
 
-import json
 import posixpath
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CertfleetError
+from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.chromium_policy import filter_names, make_entry
 
 
 def chromium_nssdb(home, legacy_exists: bool = False) -> str:
@@ -19,9 +23,13 @@ def chromium_nssdb(home, legacy_exists: bool = False) -> str:
     return posixpath.join(home, '.pki/nssdb' if legacy_exists else '.local/share/pki/nssdb')
 
 
-def chromium_auto_select(pattern: str, issuer_cn: str) -> str:
-    """One AutoSelectCertificateForUrls entry: a JSON string with the URL pattern and an ISSUER CN filter."""
-    return json.dumps({'pattern': pattern, 'filter': {'ISSUER': {'CN': issuer_cn}}}, sort_keys=True)
+def chromium_auto_select(pattern: str, issuer_cn: str, subject: dict | None = None) -> str:
+    """One AutoSelectCertificateForUrls entry: a JSON string with the URL pattern, an ISSUER CN filter and, with
+    ``subject``, a SUBJECT filter (CN, L, O, OU) that tells identities of the same CA apart."""
+    try:
+        return make_entry(pattern, {'CN': issuer_cn}, filter_names(subject, 'subject'))
+    except CertfleetError as exc:
+        raise AnsibleFilterError('chromium_auto_select: %s' % exc.message) from exc
 
 
 class FilterModule:
