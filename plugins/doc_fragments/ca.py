@@ -31,7 +31,7 @@ notes:
     ATTRIBUTES = r'''
 attributes:
   action_group:
-    description: Use C(group/certfleet.pki.ca) in C(module_defaults) to set C(ca_path) and C(ca_passphrase) once.
+    description: Use C(group/certfleet.pki.ca) in C(module_defaults) to set O(ca_path) and O(ca_passphrase) once.
     support: full
     membership:
       - certfleet.pki.ca

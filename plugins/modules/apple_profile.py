@@ -194,7 +194,7 @@ includes_password:
   returned: always
   type: bool
 pkcs12_encryption:
-  description: How the embedded PKCS#12 is encrypted (C(legacy), C(modern), ...).
+  description: How the embedded PKCS#12 is encrypted (V(legacy), V(modern), ...).
   returned: always
   type: str
 '''

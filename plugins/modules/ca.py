@@ -10,11 +10,11 @@ module: ca
 short_description: Create or import the managed CA and keep its issuance policy
 version_added: 0.1.0
 description:
-  - Creates a self-signed root CA in I(ca_path), or imports an existing CA certificate and key (an intermediate
+  - Creates a self-signed root CA in O(ca_path), or imports an existing CA certificate and key (an intermediate
     signed by an offline root, or the C(ca.crt)/C(ca.key) of an easy-rsa or OpenSSL CA).
-  - The CA key is stored encrypted with I(ca_passphrase). A CA without a passphrase is created only with
-    I(allow_unencrypted_key=true), and every run then warns.
-  - On later runs it keeps I(crl_url) and I(policy) as given (C(action=updated)), and never replaces an existing CA
+  - The CA key is stored encrypted with O(ca_passphrase). A CA without a passphrase is created only with
+    O(allow_unencrypted_key=true), and every run then warns.
+  - On later runs it keeps O(crl_url) and O(policy) as given (C(action=updated)), and never replaces an existing CA
     with another one; a different subject, key type or imported certificate is an error.
   - The policy is checked by M(certfleet.pki.client_certificate) before anything is issued.
 author:
@@ -85,15 +85,15 @@ options:
     description: The imported CA's private key, PEM text or a path (PKCS#8 or traditional, encrypted or not).
     type: str
   import_passphrase:
-    description: Passphrase of I(import_private_key) when it is encrypted.
+    description: Passphrase of O(import_private_key) when it is encrypted.
     type: str
   import_chain:
     description:
       - The issuers above an imported intermediate (PEM text or a path, nearest first). Each must have signed the
-        one below it. They are returned in every C(chain).
+        one below it. They are returned in every RV(chain).
     type: str
   allow_unencrypted_key:
-    description: Store the CA key without encryption when no I(ca_passphrase) is given. Not recommended.
+    description: Store the CA key without encryption when no O(ca_passphrase) is given. Not recommended.
     type: bool
     default: false
 seealso:

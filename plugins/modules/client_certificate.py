@@ -10,13 +10,13 @@ module: client_certificate
 short_description: Ensure an identity has a current, valid client certificate from the managed CA
 version_added: 0.1.0
 description:
-  - Issues a client certificate to an I(identity) that has none, and renews it when it is inside I(renew_before),
-    when the requested subject, SANs, profile or key type differ from the current certificate, or when I(force) is
+  - Issues a client certificate to an O(identity) that has none, and renews it when it is inside O(renew_before),
+    when the requested subject, SANs, profile or key type differ from the current certificate, or when O(force) is
     set. Otherwise it reports C(action=none) and changes nothing.
   - Renewal keeps the old certificate valid and marks it I(pending revocation); revoke it with
     M(certfleet.pki.client_certificate_revoke) (C(which=superseded)) once the new one is deployed everywhere.
-  - Without I(csr) the CA host generates the key and holds it, encrypted, for pickup with
-    M(certfleet.pki.client_certificate_export) during I(key_retention) days; it is purged afterwards. With I(csr)
+  - Without O(csr) the CA host generates the key and holds it, encrypted, for pickup with
+    M(certfleet.pki.client_certificate_export) during O(key_retention) days; it is purged afterwards. With O(csr)
     the key never leaves the endpoint.
   - The request is checked against the CA's issuance policy (see M(certfleet.pki.ca)) before anything is written.
     Subject attributes the policy fixes (C(required_subject)) are filled in when absent.
@@ -34,8 +34,11 @@ attributes:
     description: Shows the subject, SANs, serial and expiry before and after.
     support: full
   idempotent:
-    description: A second run with the same parameters reports C(changed=false).
-    support: full
+    description:
+      - A second run with the same parameters reports C(changed=false), unless time has brought the current
+        certificate into O(renew_before) meanwhile; then it renews, as it should.
+      - With O(force=true) every run issues a new certificate.
+    support: partial
 options:
   identity:
     description:
@@ -49,7 +52,7 @@ options:
       - Known names are C(CN), C(O), C(OU), C(L), C(ST), C(C), C(DC), C(emailAddress), C(serialNumber), C(UID),
         C(GN), C(SN), C(title), C(street) (long forms such as C(commonName) work too). A value may be a list for
         attributes that repeat (C(OU), C(DC)).
-      - Required unless I(csr) is given, in which case the CSR's subject is used when this is omitted.
+      - Required unless O(csr) is given, in which case the CSR's subject is used when this is omitted.
     type: dict
   email:
     description:
@@ -60,21 +63,21 @@ options:
     description:
       - subjectAltName entries as C(email:addr), C(DNS:name), C(URI:uri), C(UPN:user@realm) (Microsoft user
         principal name, for smart-card logon and EAP-TLS) or C(IP:address).
-      - When omitted with I(csr), the CSR's subjectAltName is used.
+      - When omitted with O(csr), the CSR's subjectAltName is used.
     type: list
     elements: str
   profile:
     description:
       - The certificate profile. Every profile is an end-entity certificate (C(CA:false)) with keyUsage
         C(digitalSignature) (plus C(keyEncipherment) for RSA keys) and these extended key usages.
-      - C(client) clientAuth; C(client_email) clientAuth and emailProtection (S/MIME); C(smartcard) clientAuth and
-        Microsoft smartcardLogon; C(client_email_smartcard) all three.
+      - V(client) clientAuth; V(client_email) clientAuth and emailProtection (S/MIME); V(smartcard) clientAuth and
+        Microsoft smartcardLogon; V(client_email_smartcard) all three.
     type: str
     choices: [client, client_email, smartcard, client_email_smartcard]
     default: client
   key_type:
     description:
-      - The key the CA host generates when no I(csr) is given. RSA 2048 is what every importer, old and new, accepts.
+      - The key the CA host generates when no O(csr) is given. RSA 2048 is what every importer, old and new, accepts.
     type: str
     choices: [rsa2048, rsa3072, rsa4096, ec-p256, ec-p384]
     default: rsa2048

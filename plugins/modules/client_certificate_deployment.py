@@ -11,12 +11,13 @@ short_description: Record in the CA store which host carries which certificate
 version_added: 0.1.0
 description:
   - The CA store knows what it issued; this module tells it where each identity's certificate is installed, per
-    host. The M(certfleet.pki.deploy) role calls it once the certificate is verified in every store of the host.
-  - The fleet playbooks read these records through M(certfleet.pki.client_certificate_info) (I(requests)). A host
+    host. The C(certfleet.pki.deploy) role calls it once the certificate is verified in every store of the host.
+  - The fleet playbooks read these records through M(certfleet.pki.client_certificate_info)
+    (O(certfleet.pki.client_certificate_info#module:requests)). A host
     whose record does not show the identity's current serial (a failed first roll-out, a new laptop for an existing
     identity, a renewal not finished there) gets work, and an old certificate is revoked only when every host that
     carries the identity shows the new serial.
-  - Only the current certificate of an identity can be recorded; an older serial is listed in C(refused).
+  - Only the current certificate of an identity can be recorded; an older serial is listed in RV(refused).
 author:
   - certfleet.pki developers (@certfleet)
 extends_documentation_fragment:
@@ -35,7 +36,7 @@ attributes:
 options:
   deployments:
     description:
-      - What to record (or forget, with I(state=absent)).
+      - What to record (or forget, with O(state=absent)).
     type: list
     elements: dict
     required: true
@@ -49,14 +50,14 @@ options:
         type: str
         required: true
       serial:
-        description: The serial now installed there (required with I(state=present)).
+        description: The serial now installed there (required with O(state=present)).
         type: str
       stores:
         description: The stores that hold it on that host.
         type: list
         elements: str
   state:
-    description: C(present) records, C(absent) forgets the host (for example when a laptop is retired).
+    description: V(present) records, V(absent) forgets the host (for example when a laptop is retired).
     type: str
     choices: [present, absent]
     default: present
@@ -87,13 +88,13 @@ EXAMPLES = r'''
 
 RETURN = r'''
 recorded:
-  description: With I(state=present), the records that were new or changed (C(identity), C(host), C(serial)).
-  returned: when I(state=present)
+  description: With O(state=present), the records that were new or changed (C(identity), C(host), C(serial)).
+  returned: when O(state=present)
   type: list
   elements: dict
 removed:
-  description: With I(state=absent), the records that were removed.
-  returned: when I(state=absent)
+  description: With O(state=absent), the records that were removed.
+  returned: when O(state=absent)
   type: list
   elements: dict
 refused:

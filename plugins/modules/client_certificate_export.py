@@ -10,7 +10,7 @@ module: client_certificate_export
 short_description: Write a client certificate, and its held key, to a PKCS#12, PEM or DER file
 version_added: 0.1.0
 description:
-  - Writes the certificate of I(serial), or the current certificate of I(identity), to I(dest) on the CA host, for
+  - Writes the certificate of O(serial), or the current certificate of O(identity), to O(dest) on the CA host, for
     pickup (for example with M(ansible.builtin.fetch) or M(ansible.builtin.copy) with C(remote_src)).
   - The private key can only be exported while the CA host holds it, that is for a certificate that
     M(certfleet.pki.client_certificate) generated the key for, during its C(key_retention) days. The module fails
@@ -18,14 +18,14 @@ description:
     the certificate was issued from a CSR (its key never left the endpoint). A revoked certificate is never
     exported.
   - Idempotent by content, not by bytes. PKCS#12 and encrypted PEM are freshly salted on every write, so the
-    module reads I(dest) back (with I(password)) and compares what it holds; the certificate, the key, the chain,
+    module reads O(dest) back (with O(password)) and compares what it holds; the certificate, the key, the chain,
     the friendly name, the encryption and the iteration count for PKCS#12. It rewrites the file only when any of
-    them differ or when I(dest) cannot be opened with I(password).
-  - I(dest) is written atomically (through a temporary file in the same folder, then renamed) with mode C(0600),
+    them differ or when O(dest) cannot be opened with O(password).
+  - O(dest) is written atomically (through a temporary file in the same folder, then renamed) with mode C(0600),
     also for certificate-only exports; a file with another mode is set to C(0600) and reported as changed. The
     folder must exist.
-  - I(ca_passphrase) is needed when the key is exported; a certificate-only export does not use the CA key.
-  - The result never contains key material or I(password).
+  - O(ca_passphrase) is needed when the key is exported; a certificate-only export does not use the CA key.
+  - The result never contains key material or O(password).
 author:
   - certfleet.pki developers (@certfleet)
 extends_documentation_fragment:
@@ -33,33 +33,38 @@ extends_documentation_fragment:
   - certfleet.pki.ca.ATTRIBUTES
 attributes:
   check_mode:
-    description: Reads I(dest) and reports whether it would be written, without writing it.
+    description: Reads O(dest) and reports whether it would be written, without writing it.
     support: full
   diff_mode:
     description: No diff is produced; the file holds secrets.
     support: none
   idempotent:
-    description: A second run with the same parameters reports C(changed=false), because existing files are
-      compared by their parsed content.
-    support: full
+    description:
+      - A second run with the same parameters reports C(changed=false), because existing files are compared by
+        their parsed content.
+      - A new O(password) on every run (for example a one-time transport password, as the C(certfleet.pki.deploy)
+        role uses) cannot open the existing file, so the file is written again.
+      - Once the held key is purged (after O(certfleet.pki.client_certificate#module:key_retention) days) a key
+        export that succeeded before fails.
+    support: partial
 options:
   serial:
     description:
       - Serial number of the certificate to export, hexadecimal (colons, C(0x) and lower case are accepted).
-      - Mutually exclusive with I(identity); one of them is required.
+      - Mutually exclusive with O(identity); one of them is required.
     type: str
   identity:
     description:
       - Export the current certificate of this identity.
-      - Mutually exclusive with I(serial); one of them is required.
+      - Mutually exclusive with O(serial); one of them is required.
     type: str
   format:
     description:
-      - C(pkcs12) a PKCS#12 (C(.p12)/C(.pfx)) file with the key, the certificate and (with I(include_chain)) the
+      - V(pkcs12) a PKCS#12 (C(.p12)/C(.pfx)) file with the key, the certificate and (with O(include_chain)) the
         CA chain, for browsers, Windows, macOS, Android and most VPN clients.
-      - C(pem) the certificate, then the chain when I(include_chain), then the key when I(include_key), as
-        PKCS#8 C(ENCRYPTED PRIVATE KEY) protected with I(password).
-      - C(der) the certificate alone, binary.
+      - V(pem) the certificate, then the chain when O(include_chain), then the key when O(include_key), as
+        PKCS#8 C(ENCRYPTED PRIVATE KEY) protected with O(password).
+      - V(der) the certificate alone, binary.
     type: str
     choices: [pkcs12, pem, der]
     default: pkcs12
@@ -69,43 +74,43 @@ options:
     required: true
   password:
     description:
-      - Protects the private key. Required and must not be empty whenever the key is exported (C(pkcs12), or
-        C(pem) with I(include_key)).
-      - Also used to read back an existing I(dest) to decide whether it is up to date.
+      - Protects the private key. Required and must not be empty whenever the key is exported (V(pkcs12), or
+        V(pem) with O(include_key)).
+      - Also used to read back an existing O(dest) to decide whether it is up to date.
     type: str
   encryption:
     description:
-      - How a PKCS#12 file is encrypted. Ignored for C(pem) and C(der).
-      - C(modern) AES-256-CBC with PBKDF2-HMAC-SHA256 (600000 iterations by default) and an HMAC-SHA256
+      - How a PKCS#12 file is encrypted. Ignored for V(pem) and V(der).
+      - V(modern) AES-256-CBC with PBKDF2-HMAC-SHA256 (600000 iterations by default) and an HMAC-SHA256
         integrity MAC. Read by OpenSSL 1.1.1 and later and by Windows 10 1809 (10.0.17763) / Server 2019 and
         later.
-      - C(legacy) 3DES (C(pbeWithSHAAnd3-KeyTripleDES-CBC)) with SHA-1 (2048 iterations by default) and an
-        HMAC-SHA1 MAC. Only for importers that cannot read C(modern), chiefly Windows before 10.0.17763 /
+      - V(legacy) 3DES (C(pbeWithSHAAnd3-KeyTripleDES-CBC)) with SHA-1 (2048 iterations by default) and an
+        HMAC-SHA1 MAC. Only for importers that cannot read V(modern), chiefly Windows before 10.0.17763 /
         Server 2019 and macOS C(security import). It is weak;
-        protect such files with a strong I(password) and delete them after import.
+        protect such files with a strong O(password) and delete them after import.
       - A different encryption than the existing file has rewrites it.
     type: str
     choices: [modern, legacy]
     default: modern
   iterations:
     description:
-      - PBKDF2 iteration count for the key of a PKCS#12 file, at least 1000. Ignored for C(pem) and C(der).
-      - When omitted, 600000 for C(modern) and 2048 for C(legacy).
+      - PBKDF2 iteration count for the key of a PKCS#12 file, at least 1000. Ignored for V(pem) and V(der).
+      - When omitted, 600000 for V(modern) and 2048 for V(legacy).
     type: int
   friendly_name:
     description:
       - The PKCS#12 friendly name (the label Windows and macOS show for the imported certificate).
-      - Defaults to the certificate's identity. Ignored for C(pem) and C(der).
+      - Defaults to the certificate's identity. Ignored for V(pem) and V(der).
     type: str
   include_chain:
-    description: Include the CA certificate and any issuers above it (C(pkcs12) and C(pem); C(der) never has it).
+    description: Include the CA certificate and any issuers above it (V(pkcs12) and V(pem); V(der) never has it).
     type: bool
     default: true
   include_key:
     description:
-      - Include the private key. Defaults to C(true) for C(pkcs12) and C(false) for C(pem) and C(der).
-      - A C(pkcs12) export always carries the key (C(false) is an error); C(der) never does (C(true) is an error).
-      - For C(pem) the key is written encrypted with I(password), never in the clear.
+      - Include the private key. Defaults to V(true) for V(pkcs12) and V(false) for V(pem) and V(der).
+      - A V(pkcs12) export always carries the key (V(false) is an error); V(der) never does (V(true) is an error).
+      - For V(pem) the key is written encrypted with O(password), never in the clear.
     type: bool
 notes:
   - Export the key once and let the endpoint keep it; the CA host purges held keys after C(key_retention) days
@@ -170,7 +175,7 @@ dest:
   type: str
   sample: /var/lib/certfleet/export/alice.p12
 format:
-  description: C(pkcs12), C(pem) or C(der).
+  description: V(pkcs12), V(pem) or V(der).
   returned: always
   type: str
   sample: pkcs12
@@ -198,12 +203,12 @@ not_after:
   type: str
   sample: "2027-11-21T08:05:00Z"
 encryption:
-  description: C(modern) or C(legacy) for C(pkcs12); C(null) for C(pem) and C(der).
+  description: V(modern) or V(legacy) for V(pkcs12); C(null) for V(pem) and V(der).
   returned: always
   type: str
   sample: modern
 iterations:
-  description: PBKDF2 iterations of the PKCS#12 key; C(null) for C(pem) and C(der).
+  description: PBKDF2 iterations of the PKCS#12 key; C(null) for V(pem) and V(der).
   returned: always
   type: int
   sample: 600000

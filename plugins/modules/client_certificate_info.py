@@ -10,10 +10,10 @@ module: client_certificate_info
 short_description: List the client certificates the managed CA has issued
 version_added: 0.1.0
 description:
-  - Lists certificates from the CA's store, filtered by I(identity), I(serial), I(status), I(expiring_within) and
-    I(current_only). Filters combine; without any, every certificate is listed.
+  - Lists certificates from the CA's store, filtered by O(identity), O(serial), O(status), O(expiring_within) and
+    O(current_only). Filters combine; without any, every certificate is listed.
   - Also returns totals over the whole store and a summary of the CA certificate.
-  - Never writes anything and never returns a private key. It does not need the CA key, so I(ca_passphrase) is
+  - Never writes anything and never returns a private key. It does not need the CA key, so O(ca_passphrase) is
     accepted (for C(module_defaults)) but not used.
 author:
   - certfleet.pki developers (@certfleet)
@@ -40,15 +40,15 @@ options:
     type: str
   status:
     description:
-      - Only certificates in this state. C(valid) not revoked and not expired; C(revoked); C(expired) past
-        C(not_after) and not revoked; C(pending_revocation) valid certificates replaced by a renewal and waiting
+      - Only certificates in this state. V(valid) not revoked and not expired; V(revoked); V(expired) past
+        C(not_after) and not revoked; V(pending_revocation) valid certificates replaced by a renewal and waiting
         for M(certfleet.pki.client_certificate_revoke).
     type: str
     choices: [valid, revoked, expired, pending_revocation]
   expiring_within:
     description:
       - Only valid certificates that expire within this many days from now. C(0) selects none that are still
-        valid; use I(status=expired) for expired ones.
+        valid; use O(status=expired) for expired ones.
     type: int
   current_only:
     description: Only the current certificate of each identity (not superseded, not revoked).
@@ -60,11 +60,11 @@ options:
     default: false
   include_deployments:
     description:
-      - Add C(deployments), the records of which host carries which serial, as the C(certfleet.pki.deploy) role
+      - Add RV(deployments), the records of which host carries which serial, as the C(certfleet.pki.deploy) role
         and M(certfleet.pki.client_certificate_deployment) keep them.
-      - Without filters, every record; with I(identity) alone, that identity's records; with any other filter,
+      - Without filters, every record; with O(identity) alone, that identity's records; with any other filter,
         the records of the selected certificates.
-      - Ignored with I(requests).
+      - Ignored with O(requests).
     type: bool
     default: false
   requests:
@@ -74,13 +74,13 @@ options:
         as C(host) or C(stores) are ignored). Returns which identities are due for issue or renewal and which still
         have a superseded certificate waiting (an earlier run that did not finish), in one read of the store.
       - The fleet playbooks ask this once per run instead of running a task per identity.
-      - A request that would fail (missing fields, a policy violation) is listed in C(invalid) with the field and
+      - A request that would fail (missing fields, a policy violation) is listed in RV(invalid) with the field and
         the reason, without stopping the others. An identity given twice with different details is invalid.
-      - With I(requests), the filters above are ignored and C(certificates) is empty.
+      - With O(requests), the filters above are ignored and RV(certificates) is empty.
     type: list
     elements: dict
   renew_before:
-    description: Renewal window for I(requests) that do not set their own (C(30d), C(12h), C(2w), C(20%)).
+    description: Renewal window for O(requests) that do not set their own (C(30d), C(12h), C(2w), C(20%)).
     type: str
     default: 30d
 seealso:
@@ -189,7 +189,7 @@ certificates:
       description: SHA-1 fingerprint (the Windows certificate thumbprint), upper-case hex without colons.
       type: str
     status:
-      description: C(valid), C(revoked) or C(expired) (computed from the clock).
+      description: V(valid), V(revoked) or V(expired) (computed from the clock).
       type: str
       sample: valid
     current:
@@ -223,10 +223,10 @@ certificates:
     certificate:
       description: The certificate, PEM.
       type: str
-      returned: when I(include_certificate=true)
+      returned: when O(include_certificate=true)
 deployments:
   description: Which host carries which certificate, one entry per identity and host.
-  returned: when I(include_deployments=true) and I(requests) is not given
+  returned: when O(include_deployments=true) and O(requests) is not given
   type: list
   elements: dict
   contains:
@@ -250,13 +250,13 @@ deployments:
     - {identity: alice, host: laptop-17, serial: 5F1B0C2D9E8A7B6C, stores: [chromium, firefox],
        deployed_at: "2026-11-21T08:06:00Z"}
 count:
-  description: Number of certificates in C(certificates).
+  description: Number of certificates in RV(certificates).
   returned: always
   type: int
   sample: 1
 totals:
   description: Counts over the whole store, regardless of the filters.
-  returned: without I(requests)
+  returned: without O(requests)
   type: dict
   contains:
     total:
@@ -279,8 +279,8 @@ totals:
       type: int
   sample: {total: 12, valid: 9, revoked: 2, expired: 1, pending_revocation: 1, identities: 8}
 due:
-  description: With I(requests), the identities to issue or renew, with why.
-  returned: when I(requests) is given
+  description: With O(requests), the identities to issue or renew, with why.
+  returned: when O(requests) is given
   type: list
   elements: dict
   contains:
@@ -301,8 +301,8 @@ due:
       description: Its expiry, ISO 8601 UTC.
       type: str
 pending_revocation:
-  description: With I(requests), identities that still have valid superseded certificates to remove and revoke.
-  returned: when I(requests) is given
+  description: With O(requests), identities that still have valid superseded certificates to remove and revoke.
+  returned: when O(requests) is given
   type: list
   elements: dict
   contains:
@@ -317,18 +317,18 @@ pending_revocation:
       description: The certificate that replaced them.
       type: str
 up_to_date:
-  description: With I(requests), identities that need nothing.
-  returned: when I(requests) is given
+  description: With O(requests), identities that need nothing.
+  returned: when O(requests) is given
   type: list
   elements: str
 invalid:
-  description: With I(requests), requests that cannot be served, with C(identity), C(host), C(field) and C(msg).
-  returned: when I(requests) is given
+  description: With O(requests), requests that cannot be served, with C(identity), C(host), C(field) and C(msg).
+  returned: when O(requests) is given
   type: list
   elements: dict
 counts:
-  description: With I(requests), how many identities are in each list.
-  returned: when I(requests) is given
+  description: With O(requests), how many identities are in each list.
+  returned: when O(requests) is given
   type: dict
   sample: {requested: 1000, identities: 1000, due: 100, pending_revocation: 0, up_to_date: 900, invalid: 0}
 ca:
@@ -363,7 +363,7 @@ ca:
     certificate:
       description: The CA certificate, PEM.
       type: str
-      returned: when I(include_certificate=true) and I(requests) is not given
+      returned: when O(include_certificate=true) and O(requests) is not given
 '''
 
 from ansible.module_utils.basic import AnsibleModule

@@ -10,15 +10,15 @@ module: client_certificate_inventory
 short_description: Write the CA's full certificate history to a TSV or CSV file
 version_added: 0.1.0
 description:
-  - Writes every certificate the CA issued, one line each, to I(dest) on the CA host, for the registration
+  - Writes every certificate the CA issued, one line each, to O(dest) on the CA host, for the registration
     officer who looks up the serial to renew or revoke, or who answers "who holds a certificate".
-  - "Columns: C(serial), C(identity), C(status) (C(valid), C(revoked) or C(expired)), C(current) (the identity's
+  - "Columns: C(serial), C(identity), C(status) (V(valid), V(revoked) or V(expired)), C(current) (the identity's
     newest certificate), C(pending_revocation) (replaced by a renewal and waiting for its revocation), C(CN),
     C(email), C(subject), C(profile), C(key_type), C(not_before), C(not_after), C(issued_at), C(renews) and
     C(renewed_by) (the serials of the renewal chain), C(revoked_at), C(revocation_reason), C(key_status)
     (C(held), C(purged) or C(endpoint)) and C(fingerprint_sha256). Lines are sorted by identity, then issue time."
   - The file is rewritten (atomically, mode 0600, as it names people) only when its content changed.
-  - Never reads the CA key and never writes to the CA; I(ca_passphrase) is not needed.
+  - Never reads the CA key and never writes to the CA; O(ca_passphrase) is not needed.
   - To feed a line back as a request, copy its C(identity) and C(serial) into a request file for
     M(certfleet.pki.client_certificate_requests).
 author:
@@ -28,21 +28,22 @@ extends_documentation_fragment:
   - certfleet.pki.ca.ATTRIBUTES
 attributes:
   check_mode:
-    description: Reports whether I(dest) would change, without writing it.
+    description: Reports whether O(dest) would change, without writing it.
     support: full
   diff_mode:
     description: No diff.
     support: none
   idempotent:
-    description: A second run reports C(changed=false) unless a certificate changed (or expired) meanwhile.
-    support: full
+    description: A second run reports C(changed=false) unless a certificate changed or expired meanwhile; the
+      status column is computed from the clock, so time alone can change the file.
+    support: partial
 options:
   dest:
     description: The file to write on the CA host; its folder must exist.
     type: path
     required: true
   format:
-    description: C(tsv) or C(csv); C(auto) decides by the extension of I(dest) (C(.csv) is CSV, anything else TSV).
+    description: V(tsv) or V(csv); V(auto) decides by the extension of O(dest) (C(.csv) is CSV, anything else TSV).
     type: str
     choices: [auto, tsv, csv]
     default: auto
@@ -80,7 +81,7 @@ dest:
   returned: always
   type: str
 format:
-  description: C(tsv) or C(csv).
+  description: V(tsv) or V(csv).
   returned: always
   type: str
 count:

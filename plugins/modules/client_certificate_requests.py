@@ -33,25 +33,25 @@ description:
     revokes every valid certificate of the identity. C(reason) is a CRL reason (C(key_compromise),
     C(affiliation_changed), C(superseded), C(cessation_of_operation), ...; C(keyCompromise) spelling is
     accepted), C(unspecified) when empty. Publish the CRL afterwards with M(certfleet.pki.crl)."
-  - Every line is checked before anything happens. With I(on_error=abort) (the default) one invalid line stops
+  - Every line is checked before anything happens. With O(on_error=abort) (the default) one invalid line stops
     the whole file and nothing is written; the error lists every invalid line with its number, the column and
-    the reason. With I(on_error=skip) the valid lines are carried out and the invalid ones reported.
-  - "A run that changes something writes one new folder under I(dest), named after the request file and the UTC
+    the reason. With O(on_error=skip) the valid lines are carried out and the invalid ones reported.
+  - "A run that changes something writes one new folder under O(dest), named after the request file and the UTC
     time (for example C(dept-2026-11-21/sales-20261121T093000Z)): C(results.tsv) (line, identity, action, result,
     new serial, old serial, message, file), C(revoke-old.tsv) when lines were renewed, and the deliveries:
-    with I(delivery=individual) one C(<identity>.p12) per certificate and C(passwords.tsv); with
-    I(delivery=bundle) one ZIP archive holding the C(.p12) files and C(passwords.tsv), for a department
+    with O(delivery=individual) one C(<identity>.p12) per certificate and C(passwords.tsv); with
+    O(delivery=bundle) one ZIP archive holding the C(.p12) files and C(passwords.tsv), for a department
     administrator. The folder is built under a hidden name and renamed into place when the store transaction
     has committed, so a failed run leaves no folder and no certificate. Folders are 0700 and files 0600."
   - Each PKCS#12 file has its own random password of 148 bits (six groups of five letters and digits). Because
     such a password cannot be guessed, the files use 2048 PBKDF2 rounds (OpenSSL's default) rather than the
-    600,000 that M(certfleet.pki.client_certificate_export) uses for passwords people choose; set I(iterations)
+    600,000 that M(certfleet.pki.client_certificate_export) uses for passwords people choose; set O(iterations)
     to change it.
   - Running the same file again changes nothing. A line already carried out (same content) is recognised and
     reported as C(unchanged) with the serial it produced, even when the file was edited around it (for example
-    after fixing the lines a C(skip) run reported). A renew line renews again only once the certificate it
-    produced enters its renewal window (I(renew_before)).
-  - The CA host keeps each new key, encrypted, for I(key_retention) days, so a lost delivery can be exported
+    after fixing the lines a V(skip) run reported). A renew line renews again only once the certificate it
+    produced enters its renewal window (O(renew_before)).
+  - The CA host keeps each new key, encrypted, for O(key_retention) days, so a lost delivery can be exported
     again with M(certfleet.pki.client_certificate_export).
   - The module result and the audit trail never contain a key, a PKCS#12 file or a password.
 author:
@@ -65,12 +65,15 @@ attributes:
       generated or written.
     support: full
   diff_mode:
-    description: No diff; the per-line C(rows) tell what changed.
+    description: No diff; the per-line RV(rows) tell what changed.
     support: none
   idempotent:
-    description: Lines already carried out are recognised by their content and reported as C(unchanged); a run
-      with nothing to do reports C(changed=false) and writes nothing.
-    support: full
+    description:
+      - Lines already carried out are recognised by their content and reported as C(unchanged); a run
+        with nothing to do reports C(changed=false) and writes nothing.
+      - A renew line renews again once the certificate it produced enters O(renew_before), so the same file can
+        change something again later.
+    support: partial
 options:
   src:
     description:
@@ -79,7 +82,7 @@ options:
     required: true
   format:
     description:
-      - C(tsv) or C(csv). C(auto) decides by the file name (C(.tsv), C(.tab), C(.csv)), then by the header line.
+      - V(tsv) or V(csv). V(auto) decides by the file name (C(.tsv), C(.tab), C(.csv)), then by the header line.
       - The output files use the same format.
     type: str
     choices: [auto, tsv, csv]
@@ -92,24 +95,24 @@ options:
     required: true
   on_error:
     description:
-      - C(abort) nothing happens when any line is invalid; the task fails and lists them all.
-      - C(skip) valid lines are carried out; invalid ones are reported in C(rows), C(results.tsv) and a warning.
+      - V(abort) nothing happens when any line is invalid; the task fails and lists them all.
+      - V(skip) valid lines are carried out; invalid ones are reported in RV(rows), C(results.tsv) and a warning.
     type: str
     choices: [abort, skip]
     default: abort
   delivery:
     description:
-      - C(individual) one PKCS#12 file per identity and one C(passwords.tsv) with each file's password.
-      - C(bundle) one ZIP archive of all PKCS#12 files and the passwords file. The archive holds the passwords
+      - V(individual) one PKCS#12 file per identity and one C(passwords.tsv) with each file's password.
+      - V(bundle) one ZIP archive of all PKCS#12 files and the passwords file. The archive holds the passwords
         and the keys; hand it over as you would the passwords.
     type: str
     choices: [individual, bundle]
     default: individual
   encryption:
     description:
-      - C(modern) AES-256-CBC with PBKDF2-HMAC-SHA256 and a SHA-256 MAC (Windows 10 1709 and later, macOS,
+      - V(modern) AES-256-CBC with PBKDF2-HMAC-SHA256 and a SHA-256 MAC (Windows 10 1709 and later, macOS,
         iOS, Firefox, OpenSSL 1.1.1 and later).
-      - C(legacy) 3DES with a SHA-1 MAC, for old importers (Windows 7, Server 2016 and earlier, old Android).
+      - V(legacy) 3DES with a SHA-1 MAC, for old importers (Windows 7, Server 2016 and earlier, old Android).
     type: str
     choices: [modern, legacy]
     default: modern
@@ -213,7 +216,7 @@ rows:
       description: What was done, or for an invalid line the column and the reason.
       type: str
     file:
-      description: Path of the line's PKCS#12 file with I(delivery=individual).
+      description: Path of the line's PKCS#12 file with O(delivery=individual).
       type: str
   sample:
     - {row: 2, identity: alice, action: issue, result: issued, serial: 5F3A09C2, previous_serial: null,
@@ -228,15 +231,15 @@ output_dir:
   returned: always
   type: str
 results_file:
-  description: C(results.tsv) (or C(.csv)) in I(output_dir).
+  description: C(results.tsv) (or C(.csv)) in RV(output_dir).
   returned: always
   type: str
 passwords_file:
-  description: The passwords file with I(delivery=individual) when certificates were issued.
+  description: The passwords file with O(delivery=individual) when certificates were issued.
   returned: always
   type: str
 bundle_file:
-  description: The ZIP archive with I(delivery=bundle) when certificates were issued.
+  description: The ZIP archive with O(delivery=bundle) when certificates were issued.
   returned: always
   type: str
 handback_file:
@@ -248,7 +251,7 @@ src_sha256:
   returned: always
   type: str
 format:
-  description: C(tsv) or C(csv), as read.
+  description: V(tsv) or V(csv), as read.
   returned: always
   type: str
 delivery:

@@ -10,10 +10,10 @@ module: client_certificate_revoke
 short_description: Revoke client certificates issued by the managed CA
 version_added: 0.1.0
 description:
-  - Revokes one certificate by I(serial), or the certificates of an I(identity) selected by I(which).
-  - The usual use is C(which=superseded) after a renewal by M(certfleet.pki.client_certificate), once the new
+  - Revokes one certificate by O(serial), or the certificates of an O(identity) selected by O(which).
+  - The usual use is O(which=superseded) after a renewal by M(certfleet.pki.client_certificate), once the new
     certificate is deployed everywhere; the old one stays valid (I(pending revocation)) until then.
-  - Revoking the current certificate (C(which=current) or C(which=all)) leaves the identity without one; the next
+  - Revoking the current certificate (O(which=current) or O(which=all)) leaves the identity without one; the next
     run of M(certfleet.pki.client_certificate) issues a new certificate.
   - A revoked certificate's held private key, if any, is deleted at once; it can no longer be exported.
   - Revocation is recorded in the CA's store only. Relying parties learn about it from the next CRL; publish it
@@ -30,7 +30,7 @@ attributes:
     description: Reports which certificates would be revoked without changing the store.
     support: full
   diff_mode:
-    description: No diff is produced; C(revoked) and C(certificates) list what was (or would be) revoked.
+    description: No diff is produced; RV(revoked) and RV(certificates) list what was (or would be) revoked.
     support: none
   idempotent:
     description: Already revoked certificates are skipped, so a second run with the same parameters reports
@@ -41,26 +41,26 @@ options:
     description:
       - Serial number of the certificate to revoke, hexadecimal; colons, a C(0x) prefix, leading zeros and lower
         case are accepted (C(5f:1b:0c), C(0x5F1B0C)).
-      - Mutually exclusive with I(identity); one of them is required.
+      - Mutually exclusive with O(identity); one of them is required.
     type: str
   identity:
     description:
-      - Revoke certificates of this identity, chosen by I(which).
-      - Mutually exclusive with I(serial); one of them is required.
+      - Revoke certificates of this identity, chosen by O(which).
+      - Mutually exclusive with O(serial); one of them is required.
     type: str
   which:
     description:
-      - Which certificates of I(identity) to revoke. Only valid with I(identity).
-      - C(superseded) the certificates replaced by a renewal and pending revocation; C(current) the current
-        certificate; C(all) every valid certificate of the identity, current and superseded.
-      - When omitted with I(identity), C(superseded) is used.
+      - Which certificates of O(identity) to revoke. Only valid with O(identity).
+      - V(superseded) the certificates replaced by a renewal and pending revocation; V(current) the current
+        certificate; V(all) every valid certificate of the identity, current and superseded.
+      - When omitted with O(identity), V(superseded) is used.
     type: str
     choices: [superseded, current, all]
   reason:
     description:
-      - The revocation reason written into the CRL entry (RFC 5280 CRLReason). C(unspecified) is written as an
+      - The revocation reason written into the CRL entry (RFC 5280 CRLReason). V(unspecified) is written as an
         entry without a reason code, as RFC 5280 recommends.
-      - Use C(key_compromise) when the private key may be known to others.
+      - Use V(key_compromise) when the private key may be known to others.
     type: str
     choices:
       - unspecified
@@ -74,7 +74,7 @@ options:
       - aa_compromise
     default: unspecified
 notes:
-  - C(certificate_hold) is recorded like any other reason; there is no way to release a hold.
+  - V(certificate_hold) is recorded like any other reason; there is no way to release a hold.
 seealso:
   - module: certfleet.pki.client_certificate
   - module: certfleet.pki.client_certificate_info
@@ -122,7 +122,7 @@ revoked:
   elements: str
   sample: ["5F1B0C2D9E8A7B6C5D4E3F2A1B0C9D8E7F6A5B4C"]
 already_revoked:
-  description: With I(serial), the serial when that certificate was already revoked (nothing was done); otherwise
+  description: With O(serial), the serial when that certificate was already revoked (nothing was done); otherwise
     empty.
   returned: always
   type: list
@@ -137,7 +137,7 @@ certificates:
   description:
     - The certificates revoked by this run, as they are now (in check mode, as they would be, with C(revoked_at)
       and C(revocation_reason) still C(null)). No private key.
-    - Each has the keys described for C(certificates) in M(certfleet.pki.client_certificate_info), without
+    - Each has the keys described for RV(certfleet.pki.client_certificate_info#module:certificates), without
       C(certificate).
   returned: always
   type: list

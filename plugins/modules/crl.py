@@ -10,19 +10,19 @@ module: crl
 short_description: Publish the managed CA's certificate revocation list
 version_added: 0.1.0
 description:
-  - Keeps the CA's CRL current in I(ca_path) (C(crl.pem) and C(crl.der)) and, with I(dest), in one more file, for
+  - Keeps the CA's CRL current in O(ca_path) (C(crl.pem) and C(crl.der)) and, with O(dest), in one more file, for
     example under a web server's document root at the CA's C(crl_url).
   - The CRL is signed again only when needed, that is when no CRL has been published yet, when the revocations
     in the store changed since the last CRL, when its next update is near (less than half of the interval between
-    its this update and next update is left), or when I(next_update_days) changed. Otherwise the published CRL is
+    its this update and next update is left), or when O(next_update_days) changed. Otherwise the published CRL is
     kept and C(changed=false), so the module can run from a frequent schedule (more often than half of
-    I(next_update_days)).
+    O(next_update_days)).
   - Every CRL carries a CRL Number, one higher than the previous one and never reused, and the CA's Authority Key
     Identifier. Entries carry the revocation time and, except for C(unspecified), the reason code.
   - Before publishing, the published CRL is read back and checked against the store. When it lists revoked
     serials that the store does not know as revoked (typically because the store was restored from an old
     backup), the module refuses to publish rather than silently un-revoke them.
-  - I(dest) is written atomically with mode C(0644) (a CRL is public) and rewritten when its content or mode
+  - O(dest) is written atomically with mode C(0644) (a CRL is public) and rewritten when its content or mode
     differ.
 author:
   - certfleet.pki developers (@certfleet)
@@ -31,24 +31,24 @@ extends_documentation_fragment:
   - certfleet.pki.ca.ATTRIBUTES
 attributes:
   check_mode:
-    description: Reports whether the CRL would be signed again and why, and whether I(dest) would be written,
+    description: Reports whether the CRL would be signed again and why, and whether O(dest) would be written,
       without signing or writing anything.
     support: full
   diff_mode:
-    description: No diff is produced; C(reasons) says why the CRL was regenerated.
+    description: No diff is produced; RV(reasons) says why the CRL was regenerated.
     support: none
   idempotent:
-    description: A second run with the same parameters reports C(changed=false), until the next update is near;
-      then it signs a fresh CRL, as it should.
-    support: full
+    description: A second run with the same parameters reports C(changed=false) until less than half of
+      O(next_update_days) is left; then it signs and publishes a fresh CRL, as it should. Time alone makes it change.
+    support: partial
 options:
   dest:
     description:
-      - An extra copy of the current CRL, in I(format). Its folder must exist.
-      - The CRL in I(ca_path) is kept in both formats whether this is given or not.
+      - An extra copy of the current CRL, in O(format). Its folder must exist.
+      - The CRL in O(ca_path) is kept in both formats whether this is given or not.
     type: path
   format:
-    description: Encoding of I(dest). C(pem) (C(-----BEGIN X509 CRL-----)) or C(der) (binary, what HTTP CRL
+    description: Encoding of O(dest). V(pem) (C(-----BEGIN X509 CRL-----)) or V(der) (binary, what HTTP CRL
       distribution points usually serve).
     type: str
     choices: [pem, der]
@@ -130,12 +130,12 @@ next_update:
   type: str
   sample: "2026-11-28T08:00:00Z"
 dest:
-  description: The extra copy, as given (C(null) without I(dest)).
+  description: The extra copy, as given (C(null) without O(dest)).
   returned: always
   type: str
   sample: /var/www/pki/client-ca.crl
 format:
-  description: Encoding of I(dest).
+  description: Encoding of O(dest).
   returned: always
   type: str
   sample: der

@@ -147,7 +147,7 @@ options:
     description:
       - With O(state=absent), the SHA-1 fingerprints (40 hex digits, colons allowed) of the certificates to remove.
         With O(issuer) too, each must have been issued by that CA or nothing is removed.
-      - The M(certfleet.pki.deploy) role passes the older certificates of one identity here, so other identities from
+      - The C(certfleet.pki.deploy) role passes the older certificates of one identity here, so other identities from
         the same CA in the same keychain are left alone.
     type: list
     elements: str
