@@ -49,6 +49,7 @@ attributes:
     support: full
   platform:
     description: Linux hosts (Chromium's and Google Chrome's managed policy folders under C(/etc)).
+    support: full
     platforms: posix
 options:
   path:
