@@ -75,7 +75,11 @@ def load_certificates(data: bytes, field: str) -> list:
 
 
 def load_private_key(data: bytes, passphrase, field: str, passphrase_field: str, trusted: bool = False):
-    """Load a PEM key (PKCS#8 or traditional); a missing or wrong passphrase is a clear error.
+    """Load a PEM key (PKCS#8 or traditional); a missing or wrong passphrase and a damaged key are clear errors.
+
+    Only OpenSSL's "incorrect password" means a wrong passphrase. A key that lost lines but kept its PEM framing,
+    or whose base64 is broken, fails to parse before any decryption; that is a damaged key (code ``key_damaged``),
+    not a wrong passphrase (code ``wrong_passphrase``).
 
     ``trusted`` skips the RSA consistency check (about 0.1 s for RSA 3072) for the CA's own key file, which was
     checked when it was created or imported; OpenSSL verifies every RSA-CRT signature it makes in any case.
@@ -86,15 +90,25 @@ def load_private_key(data: bytes, passphrase, field: str, passphrase_field: str,
     except TypeError as exc:
         # cryptography says TypeError when a passphrase is missing, or given for an unencrypted key.
         if 'encrypted' in str(exc) and secret is None:
-            raise PassphraseError('the key is encrypted; give the passphrase', passphrase_field)
+            raise PassphraseError('the key is encrypted; give the passphrase', passphrase_field,
+                                  code='passphrase_missing')
         if secret is not None:
             return serialization.load_pem_private_key(data, password=None, unsafe_skip_rsa_key_validation=trusted)
         raise InputError('cannot be loaded (%s)' % exc, field)
     except ValueError as exc:
-        if secret is not None and ('bad decrypt' in str(exc).lower() or 'incorrect password' in str(exc).lower()
-                                   or 'could not deserialize' in str(exc).lower()):
-            raise PassphraseError('wrong passphrase for the key', passphrase_field)
+        text = str(exc).lower()
+        if secret is not None and ('bad decrypt' in text or 'incorrect password' in text):
+            raise PassphraseError('wrong passphrase for the key', passphrase_field, code='wrong_passphrase')
+        if b'-----BEGIN' in data and b'PRIVATE KEY-----' in data:
+            raise InputError('is a damaged private key: %s' % _damage_detail(exc), field, code='key_damaged')
         raise InputError('is not a PEM private key (%s)' % exc, field)
+
+
+def _damage_detail(exc: Exception) -> str:
+    """What is wrong with a key that has PEM framing, short: cryptography's parse errors run to a paragraph."""
+    text = str(exc)
+    detail = text.split('Details:', 1)[1].strip() if 'Details:' in text else text.split('. ', 1)[0].rstrip('.')
+    return 'its PEM framing is intact but its content cannot be parsed (%s)' % detail
 
 
 def public_keys_match(a, b) -> bool:
@@ -225,11 +239,18 @@ class CertificateAuthority:
         try:
             key = load_private_key(data, passphrase, 'ca_path', 'ca_passphrase', trusted=True)
         except PassphraseError as exc:
-            if 'wrong' in str(exc):
+            if exc.code == 'wrong_passphrase':
                 raise PassphraseError('wrong passphrase for the CA key %s' % self.directory.file(KEY_FILE),
-                                      'ca_passphrase')
+                                      'ca_passphrase', code='wrong_passphrase')
             raise PassphraseError('the CA key %s is encrypted; give ca_passphrase' % self.directory.file(KEY_FILE),
-                                  'ca_passphrase')
+                                  'ca_passphrase', code='passphrase_missing')
+        except InputError as exc:
+            what = str(exc.args[0])
+            if exc.code == 'key_damaged':
+                what = what[len('is a damaged private key: '):]
+            raise CAError('the CA key file %s is damaged: %s. This is not a passphrase problem; restore ca.key '
+                          'from a backup, see "Backup and recovery" in the certfleet.pki README'
+                          % (self.directory.file(KEY_FILE), what), 'ca_path', code='ca_key_damaged')
         if not public_keys_match(key.public_key(), self.certificate.public_key()):
             raise CAError('the CA key %s does not belong to the certificate %s'
                           % (self.directory.file(KEY_FILE), self.directory.file(CERT_FILE)), 'ca_path')

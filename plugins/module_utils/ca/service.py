@@ -245,6 +245,7 @@ def _update_existing_ca(directory, ca_passphrase, config_wanted, wanted_policy, 
     store = _open_store(directory, ca)
     try:
         with store.read():
+            store.check_integrity()  # the CA module is where a damaged store should show first
             config = _config(store)
         changed = config != config_wanted
         diff = {'before': _config_display(config), 'after': _config_display(config_wanted)}
@@ -817,6 +818,7 @@ class ManagedCA:
         self.authority.require_valid(now)
         with self.directory.lock():
             with self.store.read():
+                self.store.check_integrity()  # a CRL from a damaged store could lack revocations
                 entries = self.store.revoked_entries()
                 state = self.store.get_meta('crl', {}) or {}
             published = self._published_crl()

@@ -35,9 +35,11 @@ def run(module, operation) -> None:
     try:
         result = operation()
     except CertfleetError as exc:
-        failure = {'msg': exc.message}
+        failure = {'msg': exc.message, 'error_code': exc.code}
         if exc.field:
             failure['field'] = exc.field
+        if getattr(exc, 'path', None):
+            failure['path'] = exc.path
         module.fail_json(**failure)
     for warning in result.pop('warnings', None) or []:
         module.warn(warning)

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 
 class CertfleetError(Exception):
-    """Base error. ``field`` names the offending module parameter when there is one."""
+    """Base error. ``field`` names the offending module parameter when there is one; ``code`` is the stable name
+    of the kind of failure that playbooks may branch on (the message is for people and may change)."""
 
-    def __init__(self, message: str, field: str | None = None):
+    code = 'error'
+
+    def __init__(self, message: str, field: str | None = None, code: str | None = None):
         super().__init__(message)
         self.field = field
+        if code is not None:
+            self.code = code
 
     @property
     def message(self) -> str:
@@ -28,26 +33,61 @@ class CertfleetError(Exception):
 class InputError(CertfleetError):
     """A parameter is malformed."""
 
+    code = 'invalid_input'
+
 
 class PolicyError(InputError):
     """A request breaks the CA's issuance policy."""
+
+    code = 'policy'
 
 
 class NotFoundError(CertfleetError):
     """A serial or identity is not in the store."""
 
+    code = 'not_found'
+
 
 class CAError(CertfleetError):
     """The CA directory, its key or its certificate cannot be used."""
+
+    code = 'ca_unusable'
 
 
 class PassphraseError(CAError):
     """The CA passphrase is missing or wrong."""
 
+    code = 'passphrase'
+
 
 class StoreError(CertfleetError):
     """The state database is missing, corrupted, foreign or of an unknown schema."""
 
+    code = 'store'
+
 
 class KeyUnavailableError(CertfleetError):
     """A private key was never held, or has been purged after its retention window."""
+
+    code = 'key_unavailable'
+
+
+class StoreDamagedError(StoreError):
+    """SQLite reports the state database as damaged (a malformed page, not a database): restore from a backup."""
+
+    code = 'store_damaged'
+
+
+class WriteError(CertfleetError):
+    """A file could not be written (read-only or immutable folder, full disk, path too long...).
+
+    ``path`` is the file that was being written and ``reason`` the operating system's words for why.
+    """
+
+    code = 'write_failed'
+
+    def __init__(self, message: str, field: str | None = None, code: str | None = None, path: str | None = None,
+                 reason: str | None = None):
+        super().__init__(message, field, code)
+        self.path = path
+        self.reason = reason

@@ -184,3 +184,7 @@ class CertificateStore(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def check_integrity(self) -> None:
+        """Raise StoreDamagedError when the storage is damaged (read everything the backend can check)."""

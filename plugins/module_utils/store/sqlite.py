@@ -20,7 +20,7 @@ import random
 import sqlite3
 import time
 
-from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import StoreError
+from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import StoreDamagedError, StoreError
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import from_iso, to_iso
 from ansible_collections.certfleet.pki.plugins.module_utils.store.base import (
     CertificateRecord, CertificateStore, KEY_HELD, KEY_PURGED, RevokedEntry,
@@ -132,9 +132,47 @@ _COLUMNS = ('serial, identity, subject, subject_json, sans_json, profile, key_ty
             'pending_revocation, revoked_at, revocation_reason, renews, renewed_by, key_retain_until, key_purged_at')
 
 
+RECOVERY_HINT = 'see "Backup and recovery" in the certfleet.pki README'
+
+# SQLite's primary result codes that mean the file itself is damaged: SQLITE_CORRUPT, SQLITE_NOTADB.
+_DAMAGE_CODES = {11, 26}
+
+
 def _is_busy(exc: Exception) -> bool:
     text = str(exc).lower()
     return 'locked' in text or 'busy' in text
+
+
+def _is_damage(exc: Exception) -> bool:
+    code = getattr(exc, 'sqlite_errorcode', None)
+    if code is not None and code & 0xFF in _DAMAGE_CODES:
+        return True
+    text = str(exc).lower()
+    return 'malformed' in text or 'not a database' in text or 'corrupt' in text
+
+
+def damaged_error(path: str, exc: object) -> StoreDamagedError:
+    """The one wording for a damaged state database: which file, that it is damaged, and what to do."""
+    return StoreDamagedError('the state database %s is damaged (SQLite: %s); stop using this CA and restore '
+                             'state.db from a backup, %s' % (path, exc, RECOVERY_HINT), 'ca_path')
+
+
+class _Rows:
+    """A statement's rows, fetched at once so that a damaged page fails inside the translated call, not later in
+    whoever iterates."""
+
+    def __init__(self, cursor):
+        self.rowcount = cursor.rowcount
+        self._rows = cursor.fetchall() if cursor.description is not None else []
+
+    def fetchone(self):
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list:
+        return list(self._rows)
+
+    def __iter__(self):
+        return iter(self._rows)
 
 
 def _record(row) -> CertificateRecord:
@@ -162,10 +200,15 @@ class SQLiteStore(CertificateStore):
             if create:
                 self._retry(lambda: self._conn.execute('PRAGMA journal_mode=WAL'))
             self._migrate(create)
+        except StoreError:
+            self._close_quietly()
+            raise
         except sqlite3.DatabaseError as exc:
             self._close_quietly()
             if _is_busy(exc):
                 raise StoreError('%s stayed locked for more than %d seconds' % (path, timeout))
+            if _is_damage(exc):
+                raise damaged_error(path, exc)
             raise StoreError('%s is not a usable certfleet state database (%s)' % (path, exc), 'ca_path')
         finally:
             os.umask(old_umask)
@@ -226,16 +269,23 @@ class SQLiteStore(CertificateStore):
             conn.execute('PRAGMA application_id=%d' % APPLICATION_ID)
             conn.execute('COMMIT')
         except BaseException:
-            conn.execute('ROLLBACK')
+            self._rollback_quietly()
             raise
         self._check_tables()
 
     def _check_tables(self) -> None:
-        tables = {row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = {row[0] for row in self._exec("SELECT name FROM sqlite_master WHERE type='table'")}
         missing = REQUIRED_TABLES - tables
         if missing:
             raise StoreError('%s lacks the tables %s; it is damaged' % (self.path, ', '.join(sorted(missing))),
                              'ca_path')
+
+    def _rollback_quietly(self) -> None:
+        """End a failed transaction without hiding why it failed: on a damaged file ROLLBACK can fail too."""
+        try:
+            self._conn.execute('ROLLBACK')
+        except sqlite3.Error:
+            pass
 
     def _close_quietly(self) -> None:
         conn = getattr(self, '_conn', None)
@@ -248,20 +298,20 @@ class SQLiteStore(CertificateStore):
 
     @property
     def schema_version(self) -> int:
-        return self._conn.execute('PRAGMA user_version').fetchone()[0]
+        return self._exec('PRAGMA user_version').fetchone()[0]
 
     # -- transactions -----------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def write(self):
         if self._in_transaction:
             raise StoreError('nested write transaction')
-        self._retry(lambda: self._conn.execute('BEGIN IMMEDIATE'))
+        self._begin('BEGIN IMMEDIATE')
         self._in_transaction = True
         try:
             yield self
-            self._retry(lambda: self._conn.execute('COMMIT'))
+            self._end('COMMIT')
         except BaseException:
-            self._conn.execute('ROLLBACK')
+            self._rollback_quietly()
             raise
         finally:
             self._in_transaction = False
@@ -271,16 +321,30 @@ class SQLiteStore(CertificateStore):
         if self._in_transaction:
             yield self
             return
-        self._retry(lambda: self._conn.execute('BEGIN'))
+        self._begin('BEGIN')
         self._in_transaction = True
         try:
             yield self
+        except BaseException:
+            self._rollback_quietly()
+            raise
+        else:
+            self._end('COMMIT')
         finally:
-            self._conn.execute('COMMIT')
             self._in_transaction = False
 
-    def _exec(self, sql: str, params=()):
-        return self._translated(self._conn.execute, sql, params)
+    def _begin(self, statement: str) -> None:
+        self._translated(lambda sql, params: self._retry(lambda: self._conn.execute(sql, params)), statement, ())
+
+    def _end(self, statement: str) -> None:
+        try:
+            self._translated(lambda sql, params: self._retry(lambda: self._conn.execute(sql, params)), statement, ())
+        except BaseException:
+            self._rollback_quietly()
+            raise
+
+    def _exec(self, sql: str, params=()) -> _Rows:
+        return self._translated(lambda statement, values: _Rows(self._conn.execute(statement, values)), sql, params)
 
     def _exec_many(self, sql: str, rows: list) -> None:
         self._translated(self._conn.executemany, sql, rows)
@@ -294,7 +358,15 @@ class SQLiteStore(CertificateStore):
         except sqlite3.DatabaseError as exc:
             if _is_busy(exc):
                 raise
+            if _is_damage(exc):
+                raise damaged_error(self.path, exc)
             raise StoreError('%s: %s' % (self.path, exc), 'ca_path')
+
+    def check_integrity(self) -> None:
+        """Read every page (PRAGMA quick_check): for the rare operations that must not act on a damaged store."""
+        problems = [row[0] for row in self._exec('PRAGMA quick_check(5)')]
+        if problems != ['ok']:
+            raise damaged_error(self.path, '; '.join(problems))
 
     # -- meta -------------------------------------------------------------------------------------------------
     def get_meta(self, key: str, default=None):

@@ -60,7 +60,8 @@ def test_damaged_pages_behind_a_valid_header(ca):
     with pytest.raises(StoreError) as err:
         ca.open()
     assert err.value.field == 'ca_path'
-    assert 'not a usable certfleet state database' in str(err.value)
+    assert err.value.code == 'store_damaged'
+    assert ca.state_path in str(err.value) and 'is damaged' in str(err.value)
 
 
 def test_foreign_sqlite_database(ca, tmp_path):
