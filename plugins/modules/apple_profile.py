@@ -43,8 +43,18 @@ options:
   dest:
     description:
       - Where to write the profile (conventionally with the extension C(.mobileconfig)). The folder must exist.
+      - A O(dest) that is a symbolic link is refused and left as it is.
     type: path
     required: true
+  owner:
+    description:
+      - The user (name or numeric uid) whose rights are used to write O(dest) when the module runs as root, so a
+        folder in a user's home that is a link the user planted leads only where that user could write anyway,
+        and the profile is that user's file. A place the user may not write is refused, naming host, user and
+        path.
+      - Default, the owner of the first folder on the way to O(dest) that root does not own; nothing is switched
+        when root owns them all.
+    type: str
   identity:
     description:
       - The identity the certificate belongs to (as in M(certfleet.pki.client_certificate)). The profile identifier
@@ -199,9 +209,12 @@ pkcs12_encryption:
   type: str
 '''
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.ansible_glue import require_cryptography, run
+from ansible_collections.certfleet.pki.plugins.module_utils.common.owner import as_owner_of
 from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.apple_profile import ensure_apple_profile
 
 
@@ -220,13 +233,16 @@ def main():
             'description': {'type': 'str'},
             'identifier': {'type': 'str'},
             'identifier_prefix': {'type': 'str', 'default': 'certfleet.pki'},
+            'owner': {'type': 'str'},
         },
         supports_check_mode=True,
     )
     require_cryptography(module)
     params = dict(module.params)
     params['check_mode'] = module.check_mode
-    run(module, lambda: ensure_apple_profile(**params))
+    folder = os.path.dirname(os.path.abspath(params['dest']))
+    run(module, lambda: as_owner_of(folder, ensure_apple_profile, owner=params.pop('owner'),
+                                    files=('pkcs12_path', 'ca_certificate'), **params))
 
 
 if __name__ == '__main__':

@@ -20,7 +20,7 @@ import stat
 import tempfile
 from dataclasses import dataclass
 
-from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CertfleetError
+from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CertfleetError, InputError
 
 _MAX_LINKS = 40
 
@@ -154,6 +154,31 @@ def run_as(owner: Owner | None, operation, contents: dict | None = None, **kwarg
     if kind == 'error':
         raise value
     return value
+
+
+def as_owner_of(path: str, operation, *, owner=None, files=(), **kwargs):
+    """``operation(**kwargs)`` with the rights of whoever controls ``path`` (or of ``owner``, name or uid).
+
+    ``files`` names keyword arguments holding paths that only this process may be able to read (the PKCS#12 in
+    root's transfer folder, a CA certificate): when the rights switch, each is read here and handed over as a
+    private copy. A value holding PEM text is passed as it is.
+    """
+    user = acting_owner(path, owner)
+    if not needs_switch(user):
+        return operation(**kwargs)
+    contents = {}
+    for field in files:
+        value = kwargs.get(field)
+        if value in (None, '') or '-----BEGIN' in str(value):
+            continue
+        try:
+            with open(os.path.expanduser(str(value)), 'rb') as handle:
+                contents[field] = handle.read()
+        except FileNotFoundError:
+            raise InputError('%s does not exist' % value, field)
+        except OSError as exc:
+            raise InputError('%s cannot be read (%s)' % (value, exc.strerror or exc), field)
+    return run_as(user, operation, contents=contents, **kwargs)
 
 
 def _become(owner: Owner) -> None:

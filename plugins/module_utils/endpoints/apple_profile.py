@@ -24,6 +24,7 @@ import uuid
 
 from ansible_collections.certfleet.pki.plugins.module_utils.ca import pkcs12 as pkcs12_lib
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
+from ansible_collections.certfleet.pki.plugins.module_utils.common.owner import check_writable_as_self, refuse_symlink
 from ansible_collections.certfleet.pki.plugins.module_utils.common.files import (
     SECRET_FILE_MODE, atomic_write, check_dest_folder, file_mode, read_bytes,
 )
@@ -229,6 +230,7 @@ def ensure_apple_profile(*, dest, identity, pkcs12_path, pkcs12_password, ca_cer
                          'identifier_prefix')
     dest = os.path.abspath(os.path.expanduser(str(dest)))
     check_dest_folder(dest, 'dest')
+    refuse_symlink(dest, 'the profile destination', 'dest')
     parsed, data = open_pkcs12(pkcs12_path, pkcs12_password)
     certificate = parsed.cert.certificate
     ca = load_pem_certificate(ca_certificate, 'ca_certificate') if ca_certificate else None
@@ -270,6 +272,7 @@ def ensure_apple_profile(*, dest, identity, pkcs12_path, pkcs12_password, ca_cer
         reasons.append('mode is %s, wanted 0600' % (oct(mode)[2:].zfill(4) if mode is not None else 'unknown'))
     changed = bool(reasons)
     if changed and not check_mode:
+        check_writable_as_self(dest, 'the configuration profile', 'dest')
         if rewrite:
             atomic_write(dest, serialize_profile(profile), SECRET_FILE_MODE)
         else:

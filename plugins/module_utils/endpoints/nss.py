@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CertfleetError, InputError
 from ansible_collections.certfleet.pki.plugins.module_utils.common.owner import (
-    acting_owner, check_writable_as_self, needs_switch, refuse_symlink, run_as,
+    as_owner_of, check_writable_as_self, refuse_symlink,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
 
@@ -526,42 +526,15 @@ def _ca_nickname(ca) -> str:
     return str(names[0].value) if names else ca.subject.rfc4514_string()
 
 
-def _readable_copy(value, field: str):
-    """PEM text stays text; a path becomes the file's content, read with this process's rights."""
-    if value is None or '-----BEGIN' in str(value):
-        return value
-    try:
-        with open(os.path.expanduser(str(value)), 'rb') as handle:
-            return handle.read().decode('ascii', 'replace')
-    except FileNotFoundError:
-        raise InputError('%s does not exist' % value, field)
-    except OSError as exc:
-        raise InputError('%s cannot be read (%s)' % (value, exc.strerror or exc), field)
-
 
 def as_database_owner(operation, *, db, owner=None, **kwargs) -> dict:
     """Run an NSS operation with the rights of the user who controls the database (see common/owner.py).
 
     Running as root on a database in a user's home, every certutil/pk12util call and file access happens as that
     user. ``owner`` (name or uid) overrides who that is: give it when the path came from a file the user controls
-    (profiles.ini). Files only root may read (the PKCS#12 in root's transfer folder, the CA certificate) are read
-    here first and handed over as content.
+    (profiles.ini).
     """
     text = str(db or '')
     path = os.path.abspath(os.path.expanduser(text[4:] if text.startswith('sql:') else text))
-    user = acting_owner(path, owner)
-    if not needs_switch(user):
-        return operation(db=db, **kwargs)
-    contents = {}
-    if kwargs.get('pkcs12_path'):
-        try:
-            with open(kwargs['pkcs12_path'], 'rb') as handle:
-                contents['pkcs12_path'] = handle.read()
-        except FileNotFoundError:
-            raise InputError('%s does not exist' % kwargs['pkcs12_path'], 'pkcs12_path')
-        except OSError as exc:
-            raise InputError('%s cannot be read (%s)' % (kwargs['pkcs12_path'], exc.strerror or exc), 'pkcs12_path')
-    for field in ('ca_certificate', 'issuer'):
-        if field in kwargs:
-            kwargs[field] = _readable_copy(kwargs[field], field)
-    return run_as(user, operation, contents=contents, db=path, **kwargs)
+    return as_owner_of(path, operation, owner=owner, files=('pkcs12_path', 'ca_certificate', 'issuer'), db=path,
+                       **kwargs)

@@ -20,6 +20,7 @@ import tempfile
 import pytest
 from ansible_collections.certfleet.pki.plugins.module_utils.common import owner as owner_mod
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
+from ansible_collections.certfleet.pki.plugins.module_utils.endpoints import apple_profile as ap
 from ansible_collections.certfleet.pki.plugins.module_utils.endpoints import firefox, nss
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='switching to a home owner needs root')
@@ -317,3 +318,42 @@ def test_profile_path_planted_in_profiles_ini_is_opened_with_the_users_rights(ho
     with pytest.raises(owner_mod.UnsafePathError, match='user %d may not write %s' % (ALICE, folder)):
         nss_import(found[0]['path'], transfer, owner=found[0]['owner'])
     assert snapshot(folder) == before
+
+
+# -- Apple configuration profiles written into a home ----------------------------------------------------------------
+def apple_profile(dest, transfer):
+    p12, ca_pem = transfer
+    return owner_mod.as_owner_of(os.path.dirname(dest), ap.ensure_apple_profile,
+                                 files=('pkcs12_path', 'ca_certificate'), dest=dest, identity='alice',
+                                 pkcs12_path=p12, pkcs12_password=P12_PASSWORD,
+                                 ca_certificate=ca_pem)
+
+
+def test_apple_profile_in_a_home_is_the_owners_file(home, transfer):
+    downloads = os.path.join(home, 'Downloads')
+    os.mkdir(downloads, 0o700)
+    os.chown(downloads, ALICE, ALICE)
+    dest = os.path.join(downloads, 'alice.mobileconfig')
+    assert apple_profile(dest, transfer)['changed'] is True
+    info = os.stat(dest)
+    assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (ALICE, 0o600)
+    assert apple_profile(dest, transfer)['changed'] is False
+
+
+def test_apple_profile_through_a_planted_folder_or_file_link_is_refused(home, transfer, root_secret):
+    folder, secret = root_secret
+    before = (snapshot(folder), snapshot(secret))
+    downloads = os.path.join(home, 'Downloads')
+    os.symlink(folder, downloads)
+    as_alice(downloads)
+    with pytest.raises(owner_mod.UnsafePathError, match='user %d may not write %s' % (ALICE, downloads)):
+        apple_profile(os.path.join(downloads, 'alice.mobileconfig'), transfer)
+    desktop = os.path.join(home, 'Desktop')
+    os.mkdir(desktop)
+    os.chown(desktop, ALICE, ALICE)
+    link = os.path.join(desktop, 'alice.mobileconfig')
+    os.symlink(secret, link)
+    as_alice(link)
+    with pytest.raises(owner_mod.UnsafePathError, match='alice.mobileconfig is a symbolic link'):
+        apple_profile(link, transfer)
+    assert (snapshot(folder), snapshot(secret)) == before
