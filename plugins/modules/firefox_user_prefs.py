@@ -9,7 +9,7 @@ DOCUMENTATION = r'''
 ---
 module: firefox_user_prefs
 short_description: Keep certfleet's preferences in a Firefox profile's user.js, safely inside users' homes
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Keeps one marked block of C(user_pref(...)) lines in the C(user.js) of a Firefox profile, for example
     C(security.default_personal_cert) so that Firefox selects the client certificate without asking. Lines outside
