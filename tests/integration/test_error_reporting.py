@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
-import subprocess
 import sys
 
 import pytest
@@ -121,13 +119,32 @@ def test_damaged_ca_key_and_wrong_passphrase_through_ansible(tmp_path, collectio
     assert 'wrong passphrase' not in damaged['msg']
 
 
-def _immutable_supported(folder: pathlib.Path) -> bool:
-    if os.geteuid() != 0 or shutil.which('chattr') is None:
-        return False
-    probe = folder / 'probe'
-    probe.mkdir()
-    done = subprocess.run(['chattr', '+i', str(probe)], capture_output=True, check=False).returncode == 0
-    if done:
-        subprocess.run(['chattr', '-i', str(probe)], check=True)
-    probe.rmdir()
-    return done
+def test_unwritable_destinations_through_ansible(tmp_path, collections_path):
+    """A destination that cannot be written is a clean failure naming the option, the path and the reason."""
+    ansible = AnsibleRunner(tmp_path / 'ansible')
+    ca = tmp_path / 'ca'
+    service = _library()
+    service.ensure_ca(ca_path=str(ca), ca_passphrase=PASSPHRASE, subject={'CN': 'Write Test CA'}, key_type='ec-p256')
+    with service.ManagedCA(str(ca), PASSPHRASE) as opened:
+        opened.ensure_certificate(opened.build_wanted(identity='alice', subject={'CN': 'Alice'}, key_type='ec-p256'))
+    out = tmp_path / 'out'
+    out.mkdir()
+    long_name = 'x' * 300
+    common = {'ca_path': str(ca), 'ca_passphrase': PASSPHRASE}
+    tasks = [
+        {'certfleet.pki.client_certificate_export': dict(common, identity='alice', dest=str(out / long_name),
+                                                         password='export password 1')},
+        {'certfleet.pki.crl': dict(common, dest=str(out / (long_name + '.pem')))},
+        {'certfleet.pki.client_certificate_inventory': {'ca_path': str(ca), 'dest': str(out / (long_name + '.csv'))}},
+    ]
+    results = run_tasks(ansible, tasks, 'unwritable')
+    for task, result in zip(tasks, results, strict=True):
+        dest = list(task.values())[0]['dest']
+        assert result.get('failed'), result
+        assert result['error_code'] == 'write_failed', result
+        assert result['field'] == 'dest', result
+        assert result['path'] == dest, result
+        assert result['msg'].startswith('dest: cannot write %s: File name too long' % dest), result
+        assert PASSPHRASE not in json.dumps(result)
+    assert os.listdir(out) == []
+

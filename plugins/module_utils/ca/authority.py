@@ -23,7 +23,7 @@ import os
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.keys import key_type_of
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CAError, InputError, PassphraseError
 from ansible_collections.certfleet.pki.plugins.module_utils.common.files import (
-    atomic_write, ensure_private_dir, read_bytes,
+    atomic_write, ensure_private_dir, read_bytes, writing,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
 
@@ -185,12 +185,13 @@ class CADirectory:
 
     def prepare(self) -> bool:
         self.check_parent()
-        return ensure_private_dir(self.path)
+        return ensure_private_dir(self.path, 'ca_path')
 
     @contextlib.contextmanager
     def lock(self):
         """Exclusive lock between processes (creation, CRL publication)."""
-        fd = os.open(self.file(LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+        with writing(self.file(LOCK_FILE), 'ca_path'):
+            fd = os.open(self.file(LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -199,10 +200,10 @@ class CADirectory:
             os.close(fd)
 
     def write_public(self, name: str, data: bytes) -> None:
-        atomic_write(self.file(name), data, PUBLIC_FILE_MODE)
+        atomic_write(self.file(name), data, PUBLIC_FILE_MODE, field='ca_path')
 
     def write_secret(self, name: str, data: bytes) -> None:
-        atomic_write(self.file(name), data, 0o600)
+        atomic_write(self.file(name), data, 0o600, field='ca_path')
 
     def read(self, name: str) -> bytes | None:
         return read_bytes(self.file(name))

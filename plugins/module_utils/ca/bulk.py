@@ -37,7 +37,7 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import
     CertfleetError, InputError, StoreError,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.common.files import (
-    atomic_write, check_dest_folder, ensure_private_dir, file_mode, read_bytes,
+    atomic_write, check_dest_folder, ensure_private_dir, file_mode, read_bytes, writing,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.common.tabular import format_for, read_table, render_table
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import parse_renew_window, to_iso
@@ -495,16 +495,19 @@ class BulkRequest:
         if not work or check_mode:
             result.update(rows=self.rows('predicted'), counts=self.counts())
             return result
-        ensure_private_dir(self.dest)
-        final_dir, staging = self._run_folder()
+        with writing(self.dest, 'dest', 'create a folder in'):
+            ensure_private_dir(self.dest, 'dest')
+            final_dir, staging = self._run_folder()
         try:
-            issued = self._issue_all([line for line in work if line.outcome in ('issue', 'renew')], staging)
-            self._write_outputs(staging, issued)
+            with writing(staging, 'dest'):  # a failed write of any output file leaves no partial folder
+                issued = self._issue_all([line for line in work if line.outcome in ('issue', 'renew')], staging)
+                self._write_outputs(staging, issued)
             self._commit(work, issued, os.path.basename(final_dir))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        os.rename(staging, final_dir)
+        with writing(final_dir, 'dest', 'rename the finished output folder to'):
+            os.rename(staging, final_dir)
         result.update(self._output_paths(final_dir, issued))
         result.update(rows=self.rows(), counts=self.counts())
         return result
@@ -810,6 +813,6 @@ def write_inventory(ca, *, dest: str, format: str = 'auto', identities=None, sta
     data = render_table(list(INVENTORY_COLUMNS), rows, delimiter)
     changed = read_bytes(dest) != data or file_mode(dest) != 0o600
     if changed and not check_mode:
-        atomic_write(dest, data, 0o600)
+        atomic_write(dest, data, 0o600, field='dest')
     return {'changed': changed, 'dest': dest, 'format': format, 'count': len(rows), 'columns': list(INVENTORY_COLUMNS),
             'totals': result['totals']}

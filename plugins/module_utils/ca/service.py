@@ -37,7 +37,7 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import
     CAError, InputError, KeyUnavailableError, NotFoundError, PassphraseError, StoreError,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.common.files import (
-    atomic_write, check_dest_folder, file_mode, read_bytes,
+    atomic_write, check_dest_folder, file_mode, read_bytes, writing,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import (
     RenewWindow, parse_positive_days, parse_renew_window, to_iso, utcnow,
@@ -190,16 +190,17 @@ def ensure_ca(*, ca_path: str, ca_passphrase=None, subject=None, key_type: str =
         directory.write_public(CERT_FILE, certificate.public_bytes(serialization.Encoding.PEM))
         if chain:
             directory.write_public(CHAIN_FILE, b''.join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
-        for stale in (CRL_PEM_FILE, CRL_DER_FILE, CHAIN_FILE if not chain else None):
-            if stale and os.path.exists(directory.file(stale)):
-                os.unlink(directory.file(stale))
-        for suffix in ('', '-wal', '-shm'):
-            if os.path.exists(directory.state_path + suffix):
-                os.unlink(directory.state_path + suffix)
         temporary = directory.state_path + '.new'
-        for suffix in ('', '-wal', '-shm', '-journal'):
-            if os.path.exists(temporary + suffix):
-                os.unlink(temporary + suffix)
+        with writing(directory.path, 'ca_path', 'clean up old files in'):
+            for stale in (CRL_PEM_FILE, CRL_DER_FILE, CHAIN_FILE if not chain else None):
+                if stale and os.path.exists(directory.file(stale)):
+                    os.unlink(directory.file(stale))
+            for suffix in ('', '-wal', '-shm'):
+                if os.path.exists(directory.state_path + suffix):
+                    os.unlink(directory.state_path + suffix)
+            for suffix in ('', '-wal', '-shm', '-journal'):
+                if os.path.exists(temporary + suffix):
+                    os.unlink(temporary + suffix)
         store = SQLiteStore(temporary, create=True)
         try:
             with store.write():
@@ -214,10 +215,11 @@ def ensure_ca(*, ca_path: str, ca_passphrase=None, subject=None, key_type: str =
             store._conn.execute('PRAGMA wal_checkpoint(TRUNCATE)')
         finally:
             store.close()
-        for suffix in ('-wal', '-shm'):
-            if os.path.exists(temporary + suffix):
-                os.unlink(temporary + suffix)
-        os.replace(temporary, directory.state_path)
+        with writing(directory.state_path, 'ca_path'):
+            for suffix in ('-wal', '-shm'):
+                if os.path.exists(temporary + suffix):
+                    os.unlink(temporary + suffix)
+            os.replace(temporary, directory.state_path)
     ca = CertificateAuthority.load(directory)
     return dict(result_base, action=action, certificate=ca.certificate_pem(), chain=ca.chain_pem(),
                 ca=ca.summary())
@@ -773,7 +775,8 @@ class ManagedCA:
         if not changed or check_mode:
             return result
         if up_to_date:
-            os.chmod(dest, 0o600)
+            with writing(dest, 'dest', 'change the mode of'):
+                os.chmod(dest, 0o600)
             return result
         if format == 'pkcs12':
             data = pkcs12_lib.serialize(key=key, certificate=certificate, chain=chain, password=password,
@@ -786,7 +789,7 @@ class ManagedCA:
             data = b''.join(parts)
         else:
             data = certificate.public_bytes(serialization.Encoding.DER)
-        atomic_write(dest, data, 0o600)
+        atomic_write(dest, data, 0o600, field='dest')
         with self.store.write():
             self.store.append_audit(now, 'export', record.identity, [record.serial], 'written',
                                     {'format': format, 'dest': os.path.abspath(dest), 'includes_key': bool(key),
@@ -879,7 +882,7 @@ class ManagedCA:
                     if read_bytes(dest) != data or file_mode(dest) != 0o644:
                         dest_changed = True
                         if not check_mode:
-                            atomic_write(dest, data, 0o644)
+                            atomic_write(dest, data, 0o644, field='dest')
         return {
             'changed': regenerate or dest_changed, 'regenerated': regenerate, 'reasons': reasons,
             'crl_number': number, 'revoked_count': len(entries), 'dest': dest, 'format': format,

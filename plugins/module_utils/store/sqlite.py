@@ -209,6 +209,10 @@ class SQLiteStore(CertificateStore):
                 raise StoreError('%s stayed locked for more than %d seconds' % (path, timeout))
             if _is_damage(exc):
                 raise damaged_error(path, exc)
+            if getattr(exc, 'sqlite_errorcode', 0) & 0xFF in (8, 14):  # SQLITE_READONLY, SQLITE_CANTOPEN
+                raise StoreError('cannot open %s for writing (SQLite: %s): the CA folder and state.db must be '
+                                 'writable, SQLite keeps state.db-wal and state.db-shm beside it'
+                                 % (path, exc), 'ca_path', code='store_unwritable')
             raise StoreError('%s is not a usable certfleet state database (%s)' % (path, exc), 'ca_path')
         finally:
             os.umask(old_umask)
