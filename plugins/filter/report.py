@@ -5,9 +5,9 @@
 
 from __future__ import annotations
 
-import csv
 import datetime
-import io
+
+from ansible_collections.certfleet.pki.plugins.module_utils.common.tabular import render_table
 
 REPORT_COLUMNS = ('identity', 'serial', 'status', 'current', 'hosts', 'not_before', 'not_after', 'days_left',
                   'expiring', 'pending_revocation', 'revocation_reason', 'revoked_at', 'renewed_by',
@@ -67,25 +67,11 @@ def timeline_axis(now=None, days=TIMELINE_DAYS):
         ticks.append({'fraction': fraction, 'label': first.strftime('%Y' if month == 1 else '%b')})
 
 
-def _csv_cell(value) -> str:
-    if value is None:
-        return ''
-    if isinstance(value, bool):
-        return 'yes' if value else 'no'
-    if isinstance(value, (list, tuple)):
-        return ' '.join(str(v) for v in value)
-    return str(value)
-
-
 def to_csv(rows, columns=None):
-    """Rows (dicts) as CSV text with a header line; quoting by the csv module, lists joined with spaces."""
+    """Rows (dicts) as CSV text with a header line, written by the collection's one CSV writer (the inventory
+    module's): quoting by the csv module, lists joined with spaces, formulas neutralised."""
     columns = list(columns or REPORT_COLUMNS)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator='\n')
-    writer.writerow(columns)
-    for row in rows or []:
-        writer.writerow([_csv_cell(row.get(column)) for column in columns])
-    return buffer.getvalue()
+    return render_table(columns, [[row.get(column) for column in columns] for row in rows or []], ',').decode('utf-8')
 
 
 class FilterModule:

@@ -125,24 +125,35 @@ def read_table(path: str, format: str = 'auto', field: str = 'src') -> Table:
 
 
 def render_table(header: list, rows: list, delimiter: str = '\t') -> bytes:
-    """TSV or CSV text for ``rows`` (lists of values). Cells a spreadsheet would run as formulas are quoted."""
+    """TSV or CSV text for ``rows`` (lists of values). Cells a spreadsheet would run as formulas are quoted.
+
+    The one CSV/TSV writer of the collection: the inventory module, the bulk results and the report playbook's
+    ``to_csv`` filter all write through it.
+    """
     if delimiter == '\t':  # IANA TSV: no quoting; _cell() removed tabs and line breaks
         lines = ['\t'.join(_cell(value) for value in row) for row in [header] + list(rows)]
         return ('\n'.join(lines) + '\n').encode('utf-8')
     buffer = io.StringIO(newline='')
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator='\n')
-    writer.writerow(header)
+    writer.writerow([_cell(value) for value in header])
     for row in rows:
         writer.writerow([_cell(value) for value in row])
     return buffer.getvalue().encode('utf-8')
 
 
 def _cell(value) -> str:
+    """One cell: no tab or line break inside, and never a formula (OWASP CSV injection: a leading =, +, -, @,
+    tab or carriage return, also after leading blanks, gets a ' in front). A number is a number, not a formula."""
     if value is None:
         return ''
     if isinstance(value, bool):
         return 'yes' if value else 'no'
-    text = str(value).replace('\t', ' ').replace('\r', ' ').replace('\n', ' ')
-    if text.startswith(_FORMULA_START):
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        value = ' '.join('' if item is None else str(item) for item in value)
+    raw = str(value)
+    text = raw.replace('\t', ' ').replace('\r', ' ').replace('\n', ' ')
+    if raw.startswith(_FORMULA_START) or raw.lstrip(' \t\r\n').startswith(_FORMULA_START):
         return "'" + text
     return text
