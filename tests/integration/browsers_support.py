@@ -97,12 +97,16 @@ def make_server_pki(folder: pathlib.Path) -> dict:
 class MtlsServer:
     """nginx on 127.0.0.1 requiring a client certificate from ``client_ca`` and checking ``crl``."""
 
-    def __init__(self, folder: pathlib.Path, client_ca: pathlib.Path, crl: pathlib.Path):
+    def __init__(self, folder: pathlib.Path, client_ca: pathlib.Path, crl: pathlib.Path, extra_ports: int = 0):
+        """``extra_ports``: that many more server blocks (same certificate, client CA, CRL and log) on ports of their
+        own, for tests that need distinct URLs (``self.urls``; ``self.url`` is the first)."""
         require_tools('nginx')
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = 'https://127.0.0.1:%d/' % self.port
+        self.ports = [free_port() for _ in range(1 + extra_ports)]
+        self.port = self.ports[0]
+        self.urls = ['https://127.0.0.1:%d/' % port for port in self.ports]
+        self.url = self.urls[0]
         self.pki = make_server_pki(folder)
         self.log = folder / 'mtls.log'
         self.pid_file = folder / 'nginx.pid'
@@ -117,8 +121,10 @@ http {{
   access_log off;
   client_body_temp_path {f}/tmp; proxy_temp_path {f}/tmp; fastcgi_temp_path {f}/tmp;
   uwsgi_temp_path {f}/tmp; scgi_temp_path {f}/tmp;
-  log_format mtls 'status=$status serial=$ssl_client_serial verify="$ssl_client_verify" ua="$http_user_agent"';
-  server {{
+  log_format mtls 'status=$status serial=$ssl_client_serial verify="$ssl_client_verify" ua="$http_user_agent"'
+                  ' port=$server_port';
+{servers}}}
+'''.format(f=folder, servers=''.join('''  server {{
     listen 127.0.0.1:{port} ssl;
     ssl_certificate {cert};
     ssl_certificate_key {key};
@@ -129,9 +135,8 @@ http {{
     default_type text/html;
     location / {{ return 200 "<html><body><p id=\\"serial\\">serial=$ssl_client_serial</p></body></html>\\n"; }}
   }}
-}}
-'''.format(f=folder, port=self.port, cert=self.pki['cert'], key=self.pki['key'], client_ca=client_ca, crl=crl,
-           log=self.log))
+'''.format(port=port, cert=self.pki['cert'], key=self.pki['key'], client_ca=client_ca, crl=crl, log=self.log)
+            for port in self.ports)))
         self.process = None
 
     def start(self) -> None:
@@ -166,14 +171,15 @@ http {{
             return []
         result = []
         for line in self.log.read_text().splitlines():
-            match = re.match(r'status=(\d+) serial=(\S*) verify="([^"]*)" ua="([^"]*)"', line)
+            match = re.match(r'status=(\d+) serial=(\S*) verify="([^"]*)" ua="([^"]*)"(?: port=(\d+))?', line)
             if match:
                 result.append({'status': int(match.group(1)), 'serial': normalize_serial(match.group(2))
-                               if match.group(2) != '-' else None, 'verify': match.group(3), 'ua': match.group(4)})
+                               if match.group(2) != '-' else None, 'verify': match.group(3), 'ua': match.group(4),
+                               'port': int(match.group(5)) if match.group(5) else None})
         return result
 
-    def last_from(self, agent: str) -> dict:
-        matching = [e for e in self.entries() if agent in e['ua']]
+    def last_from(self, agent: str, port: int | None = None) -> dict:
+        matching = [e for e in self.entries() if agent in e['ua'] and port in (None, e['port'])]
         log = self.log.read_text() if self.log.exists() else '(none)'
         assert matching, 'nginx saw no request from %s; log:\n%s' % (agent, log)
         return matching[-1]

@@ -155,3 +155,125 @@ def test_revoked_certificate_is_refused_by_every_client(story):
                              server.pki['ca'], server.url, story['work'])
     assert code == 400
     assert 'revoked' in server.last_from('curl')['verify']
+
+
+# Two identities of one CA in one Chromium NSS database, each selected for its own URL through one shared policy.
+FOREIGN_POLICY = '/etc/chromium/policies/managed/00-certfleet-test-site.json'
+HAND_ENTRY = json.dumps({'pattern': 'https://hand.example.invalid', 'filter': {'ISSUER': {'CN': 'Hand CA'}}})
+
+
+@pytest.fixture(scope='module')
+def policy_story(tmp_path_factory, collections_path):
+    """dana and emil (same CA, same home) with URLs A and B; a foreign file sets URL C for emil's certificate."""
+    require_tools('nginx', 'chromium', 'certutil', 'pk12util')
+    from integration_support import AnsibleRunner
+    base = tmp_path_factory.mktemp('chromium-policy')
+    work = base / 'work'
+    work.mkdir(mode=0o700)
+    home = base / 'home'
+    home.mkdir()
+    ansible = AnsibleRunner(base / 'ansible')
+    state = {'ansible': ansible, 'work': work, 'home': home,
+             'vars': {'certfleet_test_dir': str(work), 'certfleet_home': str(home),
+                      'certfleet_ca_passphrase': secrets.token_urlsafe(24)}}
+    playbook = pathlib.Path(__file__).resolve().parent / 'playbooks' / 'chromium_policy.yml'
+
+    def phase(name: str) -> None:
+        run = ansible.run(playbook, extra_vars=dict(state['vars'], certfleet_phase=name))
+        assert run.returncode == 0, run.explain()
+
+    state['phase'] = phase
+    phase('ca')
+    server = MtlsServer(base / 'nginx', work / 'ca' / 'ca.pem', work / 'crl.pem', extra_ports=2)
+    server.start()
+    state['server'] = server
+    urls = dict(zip(('dana', 'emil', 'foreign'), server.urls, strict=True))
+    state['urls'] = urls
+    state['vars']['certfleet_urls'] = urls
+    # Someone else's policy: a file of the folder that sorts before ours (ours wins over it), and an entry added
+    # by hand to our file. Both must survive every run and keep working.
+    os.makedirs(os.path.dirname(POLICY), mode=0o755, exist_ok=True)
+    with open(FOREIGN_POLICY, 'w', encoding='utf-8') as handle:
+        json.dump({'AutoSelectCertificateForUrls': [json.dumps({
+            'pattern': urls['foreign'].rstrip('/'), 'filter': {'SUBJECT': {'CN': 'Emil Example'}}})]}, handle)
+    ours = json.loads(open(POLICY).read()) if os.path.exists(POLICY) else {}
+    ours.setdefault('AutoSelectCertificateForUrls', []).append(HAND_ENTRY)
+    with open(POLICY, 'w', encoding='utf-8') as handle:
+        json.dump(ours, handle)
+    try:
+        yield state
+    finally:
+        server.stop()
+        for path in (FOREIGN_POLICY, POLICY, CHROME_POLICY):
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+def _policy_entries() -> list:
+    return [json.loads(text) for text in json.loads(open(POLICY).read())['AutoSelectCertificateForUrls']]
+
+
+def _chromium_presents(state, who: str, expected_serial: str) -> None:
+    """Headless Chromium at ``who``'s URL sends the expected certificate without asking; nginx logs its serial."""
+    server = state['server']
+    trust_server_ca(_chromium_db(state), server.pki['ca'])
+    dom = chromium_visit(state['home'], state['urls'][who])
+    shown = re.search(r'serial=([0-9A-Fa-f]+)', dom)
+    assert shown and normalize_serial(shown.group(1)) == normalize_serial(expected_serial), (who, dom[-500:])
+    seen = server.last_from('HeadlessChrome', port=server.ports[list(state['urls']).index(who)])
+    assert (seen['status'], seen['verify'], seen['serial']) == (200, 'SUCCESS', normalize_serial(expected_serial))
+
+
+def test_chromium_policy_keeps_every_identity_and_foreign_entries(policy_story):
+    policy_story['phase']('deploy')
+    results = json.loads((policy_story['work'] / 'policy_results-deploy.json').read_text())
+    entries = _policy_entries()
+    mine = {e['certfleet_identity']: e for e in entries if 'certfleet_identity' in e}
+    assert mine['dana']['pattern'] == policy_story['urls']['dana'].rstrip('/')
+    assert mine['dana']['filter'] == {'ISSUER': {'CN': 'certfleet policy test client CA'},
+                                      'SUBJECT': {'CN': 'Dana Example', 'O': 'Example Org'}}
+    assert mine['emil']['pattern'] == policy_story['urls']['emil'].rstrip('/')
+    # The entry added by hand stays; the foreign file's entry is carried into our value, tagged with its file.
+    assert HAND_ENTRY in json.loads(open(POLICY).read())['AutoSelectCertificateForUrls']
+    carried = [e for e in entries if e.get('certfleet_carried_from') == os.path.basename(FOREIGN_POLICY)]
+    assert [e['pattern'] for e in carried] == [policy_story['urls']['foreign'].rstrip('/')]
+    # Chromium accepts the tagged entries: each identity is sent to its own URL (one NSS database, one CA), and
+    # the foreign URL works through the carried copy (the foreign file itself is hidden by ours).
+    _chromium_presents(policy_story, 'dana', results['dana']['serial'])
+    _chromium_presents(policy_story, 'emil', results['emil']['serial'])
+    _chromium_presents(policy_story, 'foreign', results['emil']['serial'])
+
+
+def test_chromium_policy_renewing_one_identity_keeps_the_other(policy_story):
+    before = json.loads((policy_story['work'] / 'policy_results-deploy.json').read_text())
+    emil_entries = [e for e in _policy_entries() if e.get('certfleet_identity') == 'emil']
+    policy_story['phase']('renew')
+    renewed = json.loads((policy_story['work'] / 'policy_results-renew.json').read_text())['dana']
+    assert renewed['serial'] != before['dana']['serial']
+    assert [e for e in _policy_entries() if e.get('certfleet_identity') == 'emil'] == emil_entries
+    assert len([e for e in _policy_entries() if e.get('certfleet_identity') == 'dana']) == 1
+    _chromium_presents(policy_story, 'dana', renewed['serial'])
+    _chromium_presents(policy_story, 'emil', before['emil']['serial'])
+
+
+def test_chromium_policy_an_identity_that_leaves_takes_only_its_entries(policy_story):
+    emil = json.loads((policy_story['work'] / 'policy_results-deploy.json').read_text())['emil']
+    home = str(policy_story['home'])
+    revoke = pathlib.Path(__file__).resolve().parents[2] / 'playbooks' / 'revoke.yml'
+    run = policy_story['ansible'].run(revoke, extra_vars={
+        'certfleet_revoke_identity': 'dana', 'certfleet_ca_path': str(policy_story['work'] / 'ca'),
+        'certfleet_ca_passphrase': policy_story['vars']['certfleet_ca_passphrase'],
+        'certfleet_crl_dest': str(policy_story['work'] / 'crl.pem'),
+        'certfleet_identities': [{'identity': 'dana', 'stores': ['chromium'], 'homes': [home]},
+                                 {'identity': 'emil', 'stores': ['chromium'], 'homes': [home]}]})
+    assert run.returncode == 0, run.explain()
+    entries = _policy_entries()
+    assert [e for e in entries if e.get('certfleet_identity') == 'dana'] == []
+    assert [e['pattern'] for e in entries if e.get('certfleet_identity') == 'emil'] == \
+        [policy_story['urls']['emil'].rstrip('/')]
+    assert HAND_ENTRY in json.loads(open(POLICY).read())['AutoSelectCertificateForUrls']
+    assert any(e.get('certfleet_carried_from') for e in entries)
+    # The foreign file itself was never touched.
+    assert len(json.loads(open(FOREIGN_POLICY).read())['AutoSelectCertificateForUrls']) == 1
+    _chromium_presents(policy_story, 'emil', emil['serial'])
+    _chromium_presents(policy_story, 'foreign', emil['serial'])
