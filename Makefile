@@ -14,16 +14,26 @@ export ANSIBLE_COLLECTIONS_PATH := $(LINK_ROOT)
 export ANSIBLE_REMOTE_TMP := $(BUILD)/ansible-tmp
 export ANSIBLE_LOCAL_TEMP := $(BUILD)/ansible-local-tmp
 export ANSIBLE_NOCOLOR := 1
-PYTEST := $(BIN)/python -m pytest
+REPORTS := $(BUILD)/reports
+# Each stage of `make test` runs through tests/setup/summary.py (exit code and time to $(REPORTS)/STAGE.json).
+STAGE = $(BIN)/python tests/setup/summary.py run $(REPORTS)
+# -rs: skip reasons; --durations: the slowest tests; the junit file feeds the summary at the end of `make test`.
+PYTEST = $(BIN)/python -m pytest -q -rs --durations=10 --junitxml=$(REPORTS)/$@.xml
+# Which system packages come first (tests/setup/install-system-packages.sh): `make demo` and `make test` set their
+# list; every other target only needs python3-venv for the virtualenv.
+SYSTEM_PACKAGES := venv
+demo: SYSTEM_PACKAGES := demo
+test: SYSTEM_PACKAGES := test
 
-.PHONY: help demo test venv system-packages demo-packages collection-link build install-check lint unit integration \
+.PHONY: help demo test venv system-packages collection-link build install-check lint unit integration \
         sanity bench-nightly bench-nightly-quick bench-bulk clean
 
 help:
 	@echo "make demo   create a virtualenv, install the collection and run the demo on the embedded CA"
 	@echo "make test   install what the tests need and run lint, unit, integration, sanity and build checks"
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+# The virtualenv is created after the system packages step (python3-venv: Debian's python3 has no ensurepip).
+$(BIN)/.installed: requirements.txt requirements-dev.txt | system-packages
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
@@ -32,10 +42,7 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 venv: $(BIN)/.installed
 
 system-packages:
-	bash tests/setup/install-system-packages.sh test
-
-demo-packages:
-	bash tests/setup/install-system-packages.sh demo
+	bash tests/setup/install-system-packages.sh $(SYSTEM_PACKAGES)
 
 collection-link:
 	mkdir -p $(LINK_ROOT)/ansible_collections/certfleet
@@ -48,36 +55,38 @@ build: venv
 
 # The built tarball installs offline and the installed copy works (not the source tree).
 install-check: build
-	rm -rf $(BUILD)/installed
-	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/installed \
-	    $(BIN)/ansible-galaxy collection install --offline -p $(BUILD)/installed $(TARBALL) >/dev/null
-	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/installed $(BIN)/ansible-doc certfleet.pki.client_certificate >/dev/null
-	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/installed $(BIN)/ansible-playbook -i localhost, -c local \
-	    -e ansible_python_interpreter=$(BIN)/python -e certfleet_demo_dir=$(BUILD)/install-check \
-	    tests/setup/installed_smoke.yml
+	$(STAGE) $@ -- bash tests/setup/install-check.sh $(BIN) $(BUILD) $(TARBALL)
 
-demo: demo-packages venv build
+demo: system-packages venv build
 	rm -rf $(BUILD)/demo
 	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/demo/collections \
 	    $(BIN)/ansible-galaxy collection install --offline -p $(BUILD)/demo/collections $(TARBALL) >/dev/null
 	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/demo/collections $(BIN)/ansible-playbook certfleet.pki.demo \
 	    -i localhost, -c local -e ansible_python_interpreter=$(BIN)/python -e certfleet_demo_dir=$(BUILD)/demo/work
 
-lint: venv
-	$(BIN)/ruff check plugins tests bench
-	$(BIN)/yamllint -s .
+# ansible-lint (.ansible-lint) lints every role, playbook and task file; it finds the collection through the link.
+lint: venv collection-link
+	$(STAGE) ruff -- $(BIN)/ruff check plugins tests bench
+	$(STAGE) yamllint -- $(BIN)/yamllint -s .
+	$(STAGE) ansible-lint -- $(BIN)/ansible-lint --nocolor
 
 unit: venv collection-link
-	$(PYTEST) tests/unit -q
+	$(STAGE) $@ -- $(PYTEST) tests/unit tests/setup
 
 integration: venv collection-link
-	$(PYTEST) tests/integration -q
+	$(STAGE) $@ -- $(PYTEST) tests/integration
 
 sanity: venv
-	$(BIN)/python tests/sanity/run_sanity.py
+	$(STAGE) $@ -- $(BIN)/python tests/sanity/run_sanity.py
 
-test: system-packages venv collection-link lint unit integration sanity install-check
-	@echo "make test: all checks passed"
+# The stages run in order and stop at the first failure; the summary is printed either way and the exit code is
+# the stages' own.
+test: system-packages venv collection-link
+	@rm -rf $(REPORTS)
+	@rc=0; $(MAKE) --no-print-directory lint unit integration sanity install-check || rc=$$?; \
+	    $(BIN)/python tests/setup/summary.py print $(REPORTS) || true; \
+	    if [ $$rc -eq 0 ]; then echo "make test: all checks passed"; else echo "make test: FAILED"; fi; \
+	    exit $$rc
 
 # The nightly-run benchmark (bench/nightly/README.md): certfleet.pki.renew against a per-identity task loop.
 bench-nightly: venv collection-link
