@@ -91,7 +91,7 @@ def print_summary(reports: pathlib.Path) -> None:
     widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         print('  '.join(cell.ljust(width) if i in (0, 5) else cell.rjust(width)
-                        for i, (cell, width) in enumerate(zip(row, widths))).rstrip())
+                        for i, (cell, width) in enumerate(zip(row, widths, strict=True))).rstrip())
     print('total: %.1f s' % sum(record['seconds'] for record in records))
     if skips:
         print()
