@@ -9,12 +9,14 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 import shutil
 import sqlite3
 import subprocess
 import sys
 
 import pytest
+import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 INTEGRATION = pathlib.Path(__file__).resolve().parent
@@ -130,3 +132,94 @@ def require_openssl() -> str:
     if path is None:
         pytest.fail('the openssl command line tool is required (tests/setup/install-system-packages.sh)')
     return path
+
+
+# -- what a target's play output proves --------------------------------------------------------------------------------
+# The convention of tests/integration/targets: a task that is expected to fail carries ignore_errors and is followed
+# directly by the assert that checks its failure, whose success_msg is REFUSAL_CHECKED + the failing task's name.
+
+REFUSAL_CHECKED = 'Refusal checked: '
+_RECAP = re.compile(r'^localhost\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+'
+                    r'skipped=(\d+)\s+rescued=(\d+)\s+ignored=(\d+)', re.MULTILINE)
+_HEADER = re.compile(r'^(?:TASK|RUNNING HANDLER) \[(.*)\] \**$|^PLAY (?:\[.*\] \**|RECAP \**)$')
+_MSG = re.compile(r'^\s*"msg": (".*"),?$', re.MULTILINE)
+
+
+def recap(output: str) -> dict:
+    match = _RECAP.search(output)
+    assert match, 'no PLAY RECAP for localhost in the output'
+    names = ('ok', 'changed', 'unreachable', 'failed', 'skipped', 'rescued', 'ignored')
+    return dict(zip(names, (int(value) for value in match.groups()), strict=True))
+
+
+def task_outputs(stdout: str) -> list[tuple[str, str]]:
+    """The play output of the default callback cut into (task name, what was printed under its header), in order."""
+    tasks: list[tuple[str, list[str]]] = []
+    for line in stdout.splitlines():
+        header = _HEADER.match(line)
+        if header:
+            tasks.append((header.group(1) or '', []))
+        elif tasks:
+            tasks[-1][1].append(line)
+    return [(name, '\n'.join(lines)) for name, lines in tasks]
+
+
+def passed_assert_message(text: str) -> str | None:
+    """The success_msg of an assert that passed (printed as `ok: [localhost] => {... "msg": ...}`), else None."""
+    if not text.lstrip().startswith('ok: [localhost] => {'):
+        return None
+    found = _MSG.search(text)
+    return json.loads(found.group(1)) if found else None
+
+
+def checked_refusals(stdout: str) -> tuple[int, list[str]]:
+    """How many ignored failures the play had, and each one not followed directly by the passing assert checking it."""
+    tasks = task_outputs(stdout)
+    ignored, problems = 0, []
+    for index, (name, text) in enumerate(tasks):
+        if '...ignoring' not in text:
+            continue
+        ignored += 1
+        following = tasks[index + 1] if index + 1 < len(tasks) else ('(end of play)', '')
+        if passed_assert_message(following[1]) != REFUSAL_CHECKED + name:
+            problems.append('the ignored failure of %r is not followed by an assert that passed with success_msg '
+                            '%r (next: %r: %s)' % (name, REFUSAL_CHECKED + name, following[0],
+                                                   following[1].strip()[:300]))
+    return ignored, problems
+
+
+def promised_refusals(tasks_file: pathlib.Path) -> int:
+    """How many ignored failures a task file promises: each task with ignore_errors once, and a file that it
+    includes (by a plain name, next to it) as often as the literal loop of the include has items."""
+    def count(tasks: list) -> int:
+        total = 0
+        for task in tasks or []:
+            total += sum(count(task.get(part)) for part in ('block', 'rescue', 'always'))
+            if task.get('ignore_errors') is True:
+                total += 1
+            included = task.get('ansible.builtin.include_tasks', task.get('include_tasks'))
+            if isinstance(included, str) and '{{' not in included:
+                loop = task.get('loop', [None])
+                assert isinstance(loop, list), '%s: the loop of %s must be a literal list' % (tasks_file, included)
+                total += len(loop) * promised_refusals(tasks_file.parent / included)
+        return total
+
+    return count(yaml.safe_load(tasks_file.read_text()))
+
+
+def assert_target_run(run: PlaybookRun, target: str) -> None:
+    """The play of a target (setup_certfleet, then the target's tasks/main.yml) passed and proved its refusals."""
+    assert run.returncode == 0, run.explain()
+    counts = recap(run.stdout)
+    assert counts['failed'] == 0 and counts['unreachable'] == 0, run.explain()
+    # The target really ran its cases (a wrapper that includes nothing would also end with failed=0).
+    assert counts['ok'] >= 20, run.explain()
+    # Every ignored error is a refusal whose assert ran right after it and passed, and every bad case the task files
+    # list was run: as many ignored errors as the recap counts, as the output shows checked, as the files promise.
+    ignored, problems = checked_refusals(run.stdout)
+    assert not problems, '\n'.join(problems) + '\n' + run.explain()
+    promised = (promised_refusals(TARGETS / 'setup_certfleet' / 'tasks' / 'main.yml')
+                + promised_refusals(TARGETS / target / 'tasks' / 'main.yml'))
+    assert counts['ignored'] == ignored == promised, (
+        'ignored errors: %d in the recap, %d checked in the output, %d promised by the task files\n%s'
+        % (counts['ignored'], ignored, promised, run.explain()))

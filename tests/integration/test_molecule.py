@@ -63,8 +63,6 @@ def test_molecule_scenario(scenario, tmp_path, collections_path, snapshot):
     for tool in ('certutil', 'openssl'):
         if shutil.which(tool) is None:
             pytest.fail('%s is required by the molecule scenarios (apt: libnss3-tools, openssl)' % tool)
-    if scenario == 'revoke' and not (ROOT / 'playbooks' / 'revoke.yml').exists():
-        pytest.skip('playbooks/revoke.yml does not exist')
     ephemeral = tmp_path / 'ephemeral'
     ephemeral.mkdir()
     started = time.monotonic()

@@ -4,7 +4,8 @@
 """Every module through real Ansible against localhost: one playbook per target (tests/integration/targets/*).
 
 Each target runs its cases as create / identical rerun / check mode and every bad input, and asserts on the
-results and on the disk itself; a failing assert fails the play. Here we only check the play's outcome.
+results and on the disk itself; a failing assert fails the play. Here we check the play's outcome, and that every
+error it ignored was a refusal checked by the assert right after it (integration_support.assert_target_run).
 
 The selected targets' playbooks start together (each with its own temp folders and CA directories), so the suite
 takes about as long as the slowest target rather than their sum on a machine with a few cores.
@@ -14,11 +15,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import re
 
 import pytest
 import yaml
-from integration_support import TARGETS, AnsibleRunner, PlaybookRun
+from integration_support import TARGETS, AnsibleRunner, PlaybookRun, assert_target_run
 
 MODULE_TARGETS = ['ca', 'client_certificate', 'client_certificate_revoke', 'client_certificate_export',
                   'client_certificate_requests', 'client_certificate_inventory',
@@ -35,16 +35,6 @@ WRAPPER = '''---
     - name: Target {target}
       ansible.builtin.include_tasks: {targets}/{target}/tasks/main.yml
 '''
-
-_RECAP = re.compile(r'^localhost\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+'
-                    r'skipped=(\d+)\s+rescued=(\d+)\s+ignored=(\d+)', re.MULTILINE)
-
-
-def recap(output: str) -> dict:
-    match = _RECAP.search(output)
-    assert match, 'no PLAY RECAP for localhost in the output'
-    names = ('ok', 'changed', 'unreachable', 'failed', 'skipped', 'rescued', 'ignored')
-    return dict(zip(names, (int(value) for value in match.groups()), strict=True))
 
 
 def test_every_ca_module_has_a_target():
@@ -81,11 +71,4 @@ def target_runs(request, tmp_path_factory, collections_path):
 @pytest.mark.parametrize('target', MODULE_TARGETS)
 def test_target(target, target_runs):
     run = target_runs[target].result()
-    assert run.returncode == 0, run.explain()
-    assert 'failed=0' in run.stdout, run.explain()
-    counts = recap(run.stdout)
-    assert counts['failed'] == 0 and counts['unreachable'] == 0, run.explain()
-    # The target really ran its cases (a wrapper that includes nothing would also end with failed=0).
-    assert counts['ok'] >= 20, run.explain()
-    # Every ignored error is a bad-input case whose assert ran right after it.
-    assert counts['ignored'] >= 3, run.explain()
+    assert_target_run(run, target)
