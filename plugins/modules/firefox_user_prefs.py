@@ -44,13 +44,20 @@ options:
     default: present
 attributes:
   check_mode:
+    description: Reads C(user.js) and reports whether the block would change, without writing.
     support: full
   diff_mode:
+    description: Shows C(user.js) before and after.
+    support: full
+  idempotent:
+    description: A second run with the same preferences reports C(changed=false).
     support: full
   platform:
+    description: Linux and macOS (POSIX rights; the switch to the profile's owner needs root).
+    support: full
     platforms: posix
 author:
-  - certfleet.pki contributors
+  - certfleet.pki developers (@certfleet)
 '''
 
 EXAMPLES = r'''
