@@ -280,6 +280,8 @@ def test_import_intermediate_with_chain(tmp_path, clock):
              '-passout', 'pass:int secret', '-out', 'int.csr', '-subj', '/O=Example Org/CN=Issuing CA 1', cwd=folder)
     _openssl('x509', '-req', '-in', 'int.csr', '-CA', 'root.pem', '-CAkey', 'root.key', '-CAcreateserial',
              '-days', '1825', '-extfile', 'int.ext', '-out', 'int.pem', cwd=folder)
+    # OpenSSL starts validity at its own second, which may be after the test clock's start: step past it.
+    clock.advance(seconds=2)
     path = tmp_path / 'ca'
     result = ensure_ca(ca_path=str(path), ca_passphrase=PASSPHRASE, import_certificate=str(folder / 'int.pem'),
                        import_private_key=str(folder / 'int.key'), import_passphrase='int secret',
