@@ -799,15 +799,16 @@ class ManagedCA:
     def _held_key(self, record: CertificateRecord, wrapped, now, field: str):
         if record.key_status == KEY_ENDPOINT:
             raise KeyUnavailableError('certificate %s was issued from a CSR: its private key never left the endpoint '
-                                      'and the CA cannot export it' % record.serial, field)
+                                      'and the CA cannot export it' % record.serial, field, code='key_never_held')
         if record.key_status == KEY_PURGED or wrapped is None:
             raise KeyUnavailableError('the private key of certificate %s was purged at %s after its key_retention '
                                       'window; it can no longer be exported (renew with force to get a new one)'
-                                      % (record.serial, to_iso(record.key_purged_at) or 'an earlier run'), field)
+                                      % (record.serial, to_iso(record.key_purged_at) or 'an earlier run'), field,
+                                      code='key_purged')
         if record.key_retain_until is not None and now >= record.key_retain_until:
             raise KeyUnavailableError('the retention window of the private key of certificate %s ended at %s; it '
                                       'can no longer be exported and will be purged'
-                                      % (record.serial, to_iso(record.key_retain_until)), field)
+                                      % (record.serial, to_iso(record.key_retain_until)), field, code='key_purged')
         return self._wrapper().unwrap(wrapped, record.serial)
 
     # -- CRL ---------------------------------------------------------------------------------------------------

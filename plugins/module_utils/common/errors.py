@@ -67,7 +67,8 @@ class StoreError(CertfleetError):
 
 
 class KeyUnavailableError(CertfleetError):
-    """A private key was never held, or has been purged after its retention window."""
+    """A private key was never held (code ``key_never_held``), or has been purged after its retention window
+    (``key_purged``)."""
 
     code = 'key_unavailable'
 

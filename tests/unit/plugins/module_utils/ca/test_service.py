@@ -300,6 +300,7 @@ def test_csr_issuance_keeps_key_on_endpoint(ca, tmp_path):
             ca.export(serial=result['serial'], format=fmt, dest=str(tmp_path / 'out'), password='pw',
                       include_key=True)
         assert 'never left the endpoint' in str(err.value)
+        assert err.value.code == 'key_never_held'
     assert not (tmp_path / 'out').exists()
     # the certificate alone can be exported
     assert ca.export(serial=result['serial'], format='der', dest=str(tmp_path / 'cert.der'))['changed'] is True

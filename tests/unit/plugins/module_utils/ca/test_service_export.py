@@ -224,12 +224,14 @@ def test_key_past_retention_then_purged(ca, tmp_path):
         ca.export(identity='alice', dest=str(dest), password=PASSWORD, iterations=FAST)
     assert err.value.field == 'identity'  # the parameter the caller used
     assert 'retention' in str(err.value) and result['serial'] in str(err.value)
+    assert err.value.code == 'key_purged'  # the deploy role reissues on this code, never on the wording
     assert not dest.exists()
     ca.ensure('bob')  # the next write purges it
     assert ca.record(result['serial']).key_status == 'purged'
     with pytest.raises(KeyUnavailableError) as err:
         ca.export(serial=result['serial'], format='pem', dest=str(dest), password=PASSWORD, include_key=True)
     assert 'purged' in str(err.value) and 'can no longer be exported' in str(err.value)
+    assert err.value.code == 'key_purged'
     assert not dest.exists()
     # the certificate itself is still exportable
     assert ca.export(identity='alice', format='pem', dest=str(dest))['changed'] is True
