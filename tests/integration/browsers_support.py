@@ -103,7 +103,7 @@ class MtlsServer:
         require_tools('nginx')
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        self.ports = [free_port() for _ in range(1 + extra_ports)]
+        self.ports = [free_port() for _number in range(1 + extra_ports)]
         self.port = self.ports[0]
         self.urls = ['https://127.0.0.1:%d/' % port for port in self.ports]
         self.url = self.urls[0]

@@ -74,8 +74,8 @@ def test_identities_are_merged_and_renewing_one_changes_only_its_entries(folder)
 
 
 def test_same_ca_identities_are_told_apart_by_subject(folder):
-    ensure(folder, 'alice', ['https://a.example.org'], subject={'CN': 'Alice Example', 'O': 'Example Org',
-                                                               'C': 'DE', 'emailAddress': 'alice@example.org'})
+    alice = {'CN': 'Alice Example', 'O': 'Example Org', 'C': 'DE', 'emailAddress': 'alice@example.org'}
+    ensure(folder, 'alice', ['https://a.example.org'], subject=alice)
     ensure(folder, 'bob', ['https://b.example.org'], subject={'commonName': ['Bob Example', 'B2'], 'OU': 'Ops'})
     filters = {e['certfleet_identity']: e['filter'] for e in parsed(folder)}
     # Chromium compares CN, L, O and OU only; the rest is left out, and of a multi-valued one the first value.
@@ -244,11 +244,10 @@ def test_leftover_temporary_files_of_ours_are_not_taken_for_other_files(folder):
     ({'urls': ['']}, 'urls'),
 ])
 def test_bad_input_names_the_field(folder, params, field):
-    args = {'identity': 'alice', 'urls': ['https://a.example.org'], 'subject': {'CN': 'Alice'}, 'issuer_cn': CA}
-    args.update(params)
-    identity = args.pop('identity')
+    args = dict({'identity': 'alice', 'urls': ['https://a.example.org'], 'subject': {'CN': 'Alice'},
+                 'issuer_cn': CA}, **params)
     with pytest.raises(InputError) as failure:
-        cp.ensure_chromium_policy(path=str(folder / NAME), identity=identity, require_root_owner=False, **args)
+        cp.ensure_chromium_policy(path=str(folder / NAME), require_root_owner=False, **args)
     assert failure.value.field == field
     assert not (folder / NAME).exists()
 
