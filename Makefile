@@ -68,7 +68,7 @@ demo: system-packages venv build
 lint: venv collection-link
 	$(STAGE) ruff -- $(BIN)/ruff check plugins tests bench
 	$(STAGE) yamllint -- $(BIN)/yamllint -s .
-	$(STAGE) ansible-lint -- $(BIN)/ansible-lint --nocolor
+	PATH=$(BIN):$$PATH $(STAGE) ansible-lint -- $(BIN)/ansible-lint --nocolor
 
 unit: venv collection-link
 	$(STAGE) $@ -- $(PYTEST) tests/unit tests/setup

@@ -34,6 +34,7 @@ def run_stage(reports: pathlib.Path, stage: str, command: list[str]) -> int:
         returncode = 127
     record = {'stage': stage, 'returncode': returncode, 'seconds': round(time.monotonic() - started, 1),
               'finished': time.time()}
+    reports.mkdir(parents=True, exist_ok=True)  # again: the folder may have been cleaned while the stage ran
     (reports / ('%s.json' % stage)).write_text(json.dumps(record) + '\n')
     return returncode
 
