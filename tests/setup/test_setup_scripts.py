@@ -34,8 +34,10 @@ FAKE_ID = '#!/bin/sh\necho "$FAKE_UID"\n'
 FAKE_APT_GET = '#!/bin/sh\necho "$*" >> "$FAKE_APT_LOG"\n'
 
 
-def run_script(tmp_path: pathlib.Path, which: str, uid: int, missing: list[str]) -> tuple[subprocess.CompletedProcess,
-                                                                                        list[str]]:
+Run = tuple[subprocess.CompletedProcess, list[str]]
+
+
+def run_script(tmp_path: pathlib.Path, which: str, uid: int, missing: list[str]) -> Run:
     fake = tmp_path / 'bin'
     fake.mkdir(exist_ok=True)
     for name, text in (('dpkg-query', FAKE_DPKG_QUERY), ('id', FAKE_ID), ('apt-get', FAKE_APT_GET)):
