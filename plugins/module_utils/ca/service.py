@@ -125,6 +125,9 @@ def ensure_ca(*, ca_path: str, ca_passphrase=None, subject=None, key_type: str =
     if crl_url is not None and crl_url != '' and not re.match(r'^[A-Za-z][A-Za-z0-9+.-]*://\S+$', crl_url):
         raise InputError('%r is not a URL (for example http://pki.example.org/ca.crl)' % crl_url, 'crl_url')
     crl_url = crl_url or None
+    if not ca_passphrase and b'ENCRYPTED' in (directory.read(KEY_FILE) or b''):
+        raise PassphraseError('the CA key %s is encrypted; give ca_passphrase' % directory.file(KEY_FILE),
+                              'ca_passphrase', code='passphrase_missing')
     if not ca_passphrase and not allow_unencrypted_key:
         raise PassphraseError('is required to encrypt the CA key at rest; set allow_unencrypted_key: true to keep '
                               'it unencrypted (not recommended)', 'ca_passphrase')

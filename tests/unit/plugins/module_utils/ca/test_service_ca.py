@@ -97,6 +97,10 @@ def test_wrong_and_missing_passphrase(ca):
                   policy={'max_valid_days': 1})
     with pytest.raises(PassphraseError):
         ca.open(passphrase='wrong horse', unlock=True).revoke(identity='alice', which='current')
+    # The ca module without a passphrase on an existing encrypted CA: the key is encrypted, not "unencrypted?".
+    with pytest.raises(PassphraseError) as err:
+        ensure_ca(ca_path=ca.path, ca_passphrase=None, subject=SUBJECT, key_type='ec-p256', clock=ca.clock)
+    assert err.value.code == 'passphrase_missing' and 'is encrypted; give ca_passphrase' in str(err.value)
     assert ca.snapshot() == before
     assert ca.records('alice')[0].status == 'valid'
 
