@@ -31,7 +31,7 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.files import 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
 from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.keychain import apple_compatible
 from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.nss import (
-    issued_by, load_pem_certificate, open_pkcs12,
+    issued_by, issuer_mismatch, load_pem_certificate, open_pkcs12,
 )
 
 try:
@@ -235,8 +235,7 @@ def ensure_apple_profile(*, dest, identity, pkcs12_path, pkcs12_password, ca_cer
     certificate = parsed.cert.certificate
     ca = load_pem_certificate(ca_certificate, 'ca_certificate') if ca_certificate else None
     if ca is not None and not issued_by(certificate, ca):
-        raise InputError('the certificate in %s was issued by %s, not by this CA (%s)' % (
-            pkcs12_path, certificate.issuer.rfc4514_string(), ca.subject.rfc4514_string()), 'ca_certificate')
+        raise InputError('the certificate in %s %s' % (pkcs12_path, issuer_mismatch(certificate, ca)), 'ca_certificate')
     warnings = []
     if pkcs12_encryption == 'legacy':
         friendly = (parsed.cert.friendly_name or b'').decode('utf-8', 'replace') or identity

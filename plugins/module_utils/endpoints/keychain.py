@@ -46,7 +46,7 @@ from ansible_collections.certfleet.pki.plugins.module_utils.ca import pkcs12 as 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CertfleetError, InputError
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
 from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.nss import (
-    issued_by, load_pem_certificate, open_pkcs12,
+    issued_by, issuer_mismatch, load_pem_certificate, open_pkcs12,
 )
 
 try:
@@ -579,8 +579,7 @@ def _present(store: Keychain, require_root, *, keychain_password, pkcs12_path, p
                              % (pkcs12_path, encryption), 'pkcs12_path')
     ca = load_pem_certificate(ca_certificate, 'ca_certificate') if ca_certificate else None
     if ca is not None and certificate is not None and not issued_by(certificate, ca):
-        raise InputError('the certificate in %s was issued by %s, not by this CA (%s)' % (
-            pkcs12_path, certificate.issuer.rfc4514_string(), ca.subject.rfc4514_string()), 'ca_certificate')
+        raise InputError('the certificate in %s %s' % (pkcs12_path, issuer_mismatch(certificate, ca)), 'ca_certificate')
 
     if keychain_password:
         store.unlock(keychain_password)  # also in check mode: it changes no item, and reads may need it
@@ -675,9 +674,9 @@ def _absent(store: Keychain, require_root, *, keychain_password, fingerprint_sha
         if ca is not None:
             foreign = [c for c in targets if not issued_by(c.certificate, ca)]
             if foreign:
-                raise InputError('certificate %s (%s) was issued by %s, not by the given issuer %s; nothing was removed'
+                raise InputError('certificate %s (%s) %s; nothing was removed'
                                  % (foreign[0].sha1, foreign[0].certificate.subject.rfc4514_string(),
-                                    foreign[0].certificate.issuer.rfc4514_string(), ca.subject.rfc4514_string()),
+                                    issuer_mismatch(foreign[0].certificate, ca).replace('this CA', 'the given issuer')),
                                  'issuer')
     else:
         targets = [c for c in certificates.values() if not c.is_ca() and issued_by(c.certificate, ca)]

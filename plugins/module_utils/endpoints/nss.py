@@ -84,6 +84,25 @@ def issued_by(certificate, ca_certificate) -> bool:
         return False
 
 
+def _key_id_hex(data) -> str:
+    return data.hex().upper() if data else 'none'
+
+
+def issuer_mismatch(certificate, ca_certificate) -> str:
+    """Why ``certificate`` is not ``ca_certificate``'s: by name, or, for two CAs of one name, by key identifier."""
+    issuer = certificate.issuer.rfc4514_string()
+    ca_name = ca_certificate.subject.rfc4514_string()
+    if certificate.issuer != ca_certificate.subject:
+        return 'was issued by %s, not by this CA (%s)' % (issuer, ca_name)
+    try:
+        authority = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except x509.ExtensionNotFound:
+        authority = None
+    ca_key = x509.SubjectKeyIdentifier.from_public_key(ca_certificate.public_key()).digest
+    return ('was issued by another CA of the same name %s, not by this CA (the certificate\'s authority key id is '
+            '%s, this CA\'s key id is %s)' % (issuer, _key_id_hex(authority), _key_id_hex(ca_key)))
+
+
 @dataclass
 class NSSCertificate:
     nickname: str
@@ -392,8 +411,7 @@ def ensure_nss_certificate(*, db, db_password=None, create_db=False, state='pres
         if ca_certificate:
             ca = load_pem_certificate(ca_certificate, 'ca_certificate')
             if certificate is not None and not issued_by(certificate, ca):
-                raise InputError('the certificate in %s was issued by %s, not by this CA (%s)'
-                                 % (pkcs12_path, certificate.issuer.rfc4514_string(), ca.subject.rfc4514_string()),
+                raise InputError('the certificate in %s %s' % (pkcs12_path, issuer_mismatch(certificate, ca)),
                                  'ca_certificate')
         if not database.exists():
             if not create_db:
@@ -469,10 +487,10 @@ def ensure_nss_certificate(*, db, db_password=None, create_db=False, state='pres
         if ca is not None:
             foreign = [e for e in targets if not issued_by(e.certificate, ca)]
             if foreign:
-                raise InputError('certificate %s (%s) was issued by %s, not by the given issuer %s; nothing was '
-                                 'removed' % (foreign[0].serial, foreign[0].certificate.subject.rfc4514_string(),
-                                              foreign[0].certificate.issuer.rfc4514_string(),
-                                              ca.subject.rfc4514_string()), 'issuer')
+                raise InputError('certificate %s (%s) %s; nothing was removed'
+                                 % (foreign[0].serial, foreign[0].certificate.subject.rfc4514_string(),
+                                    issuer_mismatch(foreign[0].certificate, ca).replace('this CA', 'the given issuer')),
+                                 'issuer')
     else:
         targets = [e for e in before if e.has_key is not False and not e.is_ca() and issued_by(e.certificate, ca)]
     targets = [e for e in targets if e.fingerprint_sha256 not in keep]

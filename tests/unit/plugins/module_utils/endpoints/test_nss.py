@@ -431,6 +431,8 @@ def test_ca_that_did_not_issue_the_pkcs12_certificate_is_refused(issued, foreign
     with pytest.raises(InputError) as failure:
         ensure(db, pkcs12_path=foreign[2], pkcs12_password=P12_PASSWORD, ca_certificate=issued.ca_pem)
     assert failure.value.field == 'ca_certificate' and 'not by this CA' in failure.value.message
+    # Both CAs carry one name: the message tells them apart by key identifier.
+    assert 'another CA of the same name' in failure.value.message and "this CA's key id is" in failure.value.message
     assert certutil_list(db) == []
 
 
