@@ -147,4 +147,3 @@ def test_unwritable_destinations_through_ansible(tmp_path, collections_path):
         assert result['msg'].startswith('dest: cannot write %s: File name too long' % dest), result
         assert PASSPHRASE not in json.dumps(result)
     assert os.listdir(out) == []
-

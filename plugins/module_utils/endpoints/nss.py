@@ -544,7 +544,6 @@ def _ca_nickname(ca) -> str:
     return str(names[0].value) if names else ca.subject.rfc4514_string()
 
 
-
 def as_database_owner(operation, *, db, owner=None, **kwargs) -> dict:
     """Run an NSS operation with the rights of the user who controls the database (see common/owner.py).
 
