@@ -153,10 +153,29 @@ http {{
                 time.sleep(0.1)
         raise AssertionError('nginx did not listen on %d' % self.port)
 
+    def _workers(self, master: int) -> set:
+        try:
+            return set(pathlib.Path('/proc/%d/task/%d/children' % (master, master)).read_text().split())
+        except OSError:
+            return set()
+
     def reload(self) -> None:
-        """nginx reads a new CRL only after SIGHUP; wait until the old worker is gone."""
-        os.kill(int(self.pid_file.read_text()), signal.SIGHUP)
-        time.sleep(1.5)
+        """nginx reads a new CRL only after SIGHUP: wait until every old worker is gone and new ones serve.
+
+        A fixed sleep is not enough on a loaded machine: a request may still reach an old worker, which accepts
+        the revoked certificate with the old CRL.
+        """
+        master = int(self.pid_file.read_text())
+        old = self._workers(master)
+        os.kill(master, signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            current = self._workers(master)
+            if current and not current & old:
+                return
+            time.sleep(0.1)
+        raise AssertionError('nginx did not replace its workers within 60 s after SIGHUP (old %s, now %s)'
+                             % (sorted(old), sorted(self._workers(master))))
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -26,10 +26,11 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.files import 
     atomic_write, ensure_private_dir, read_bytes, writing,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import certificate_serial, fingerprint
 
 try:
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
 except ImportError:
     pass
 
@@ -43,35 +44,10 @@ LOCK_FILE = '.lock'
 PUBLIC_FILE_MODE = 0o644
 
 
-def fingerprint(certificate, algorithm='sha256') -> str:
-    digest = hashes.SHA256() if algorithm == 'sha256' else hashes.SHA1()
-    return certificate.fingerprint(digest).hex().upper()
-
-
 def to_bytes(text) -> bytes | None:
     if text is None:
         return None
     return text if isinstance(text, bytes) else str(text).encode('utf-8')
-
-
-def read_pem_argument(value: str, field: str) -> bytes:
-    """A parameter that holds PEM text or a path to a PEM file."""
-    if value is None:
-        raise InputError('is required', field)
-    text = str(value)
-    if '-----BEGIN' in text:
-        return text.encode('utf-8')
-    data = read_bytes(text)
-    if data is None:
-        raise InputError('file %s does not exist (expected a path or PEM text)' % text, field)
-    return data
-
-
-def load_certificates(data: bytes, field: str) -> list:
-    try:
-        return x509.load_pem_x509_certificates(data)
-    except ValueError as exc:
-        raise InputError('is not a PEM certificate (%s)' % exc, field)
 
 
 def load_private_key(data: bytes, passphrase, field: str, passphrase_field: str, trusted: bool = False):
@@ -114,13 +90,6 @@ def _damage_detail(exc: Exception) -> str:
 def public_keys_match(a, b) -> bool:
     fmt = serialization.PublicFormat.SubjectPublicKeyInfo
     return a.public_bytes(serialization.Encoding.DER, fmt) == b.public_bytes(serialization.Encoding.DER, fmt)
-
-
-def public_key_sha256(public_key) -> str:
-    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    digest = hashes.Hash(hashes.SHA256())
-    digest.update(der)
-    return digest.finalize().hex().upper()
 
 
 def encrypt_key(key, passphrase) -> bytes:
@@ -298,7 +267,7 @@ class CertificateAuthority:
     def summary(self) -> dict:
         return {
             'subject': self.certificate.subject.rfc4514_string(),
-            'serial': '%X' % self.certificate.serial_number,
+            'serial': certificate_serial(self.certificate),
             'not_before': to_iso(self.not_before),
             'not_after': to_iso(self.not_after),
             'fingerprint_sha256': fingerprint(self.certificate),

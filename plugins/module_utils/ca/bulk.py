@@ -25,14 +25,9 @@ import shutil
 import zipfile
 from dataclasses import dataclass, field
 
-from ansible_collections.certfleet.pki.plugins.module_utils.ca import pkcs12 as pkcs12_lib
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.authority import fingerprint, public_key_sha256
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.keys import generate_private_key
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.names import subject_to_name
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.profiles import BACKDATE, build_client_certificate
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import (
-    normalize_serial, validate_identity, validate_reason,
-)
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import validate_identity, validate_reason
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import (
     CertfleetError, InputError, StoreError,
 )
@@ -42,6 +37,11 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.files import 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.tabular import format_for, read_table, render_table
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import parse_renew_window, to_iso
 from ansible_collections.certfleet.pki.plugins.module_utils.store.base import CertificateRecord, KEY_HELD
+from ansible_collections.certfleet.pki.plugins.module_utils.x509 import pkcs12 as pkcs12_lib
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import (
+    fingerprint, format_serial, normalize_serial, public_key_sha256,
+)
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.names import subject_to_name
 
 try:
     from cryptography import x509
@@ -726,7 +726,7 @@ def issue_one(job: dict) -> dict:
         subject_name=subject_to_name(job['subject']), sans=job['sans'], public_key=key.public_key(),
         profile=job['profile'], not_before=now - BACKDATE, not_after=now + datetime.timedelta(days=job['valid_days']),
         serial=serial, crl_url=context['crl_url'])
-    serial_text = '%X' % serial
+    serial_text = format_serial(serial)
     password = new_password()
     data = pkcs12_lib.serialize(key=key, certificate=certificate, chain=context['chain'], password=password,
                                 encryption=context['encryption'], friendly_name=job['identity'],

@@ -11,6 +11,7 @@ import hashlib
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.keys import key_type_of, signature_hash_for
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.profiles import authority_key_identifier
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import format_serial
 
 try:
     from cryptography import x509
@@ -67,4 +68,4 @@ def crl_number(crl) -> int | None:
 
 
 def crl_serials(crl) -> set:
-    return {'%X' % revoked.serial_number for revoked in crl}
+    return {format_serial(revoked.serial_number) for revoked in crl}

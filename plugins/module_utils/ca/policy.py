@@ -9,7 +9,7 @@ import datetime
 from dataclasses import dataclass, field as dc_field
 
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.keys import KEY_TYPES
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.names import (
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.names import (
     normalize_subject, san_domain, subject_display,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError, PolicyError

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.keys import key_type_of, signature_hash_for
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.names import san_to_general_name
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.names import san_to_general_name
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
 
 try:

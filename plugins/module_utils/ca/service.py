@@ -15,20 +15,14 @@ import re
 from dataclasses import dataclass
 
 from ansible_collections.certfleet.pki.plugins.module_utils.ca import crl as crl_lib
-from ansible_collections.certfleet.pki.plugins.module_utils.ca import pkcs12 as pkcs12_lib
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.authority import (
     CADirectory, CERT_FILE, CHAIN_FILE, CRL_DER_FILE, CRL_PEM_FILE, CertificateAuthority, KEY_FILE,
-    check_imported_ca, encrypt_key, fingerprint, load_certificates, load_private_key, public_key_sha256,
-    public_keys_match, read_pem_argument,
+    check_imported_ca, encrypt_key, load_private_key, public_keys_match,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.keys import (
     generate_private_key, key_type_of, validate_key_type,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.keywrap import KeyWrapper, new_salt
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.names import (
-    certificate_sans, general_names_to_sans, name_to_subject, normalize_sans, normalize_subject, subject_display,
-    subject_to_name,
-)
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.policy import Policy
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.profiles import (
     BACKDATE, DEFAULT_PROFILE, build_ca_certificate, build_client_certificate, validate_profile,
@@ -46,6 +40,15 @@ from ansible_collections.certfleet.pki.plugins.module_utils.store.base import (
     CertificateRecord, KEY_ENDPOINT, KEY_HELD, KEY_PURGED, REVOCATION_REASONS,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.store.sqlite import SQLiteStore
+from ansible_collections.certfleet.pki.plugins.module_utils.x509 import pkcs12 as pkcs12_lib
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import (
+    certificate_serial, fingerprint, format_serial, normalize_serial, public_key_sha256,
+)
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.names import (
+    certificate_sans, general_names_to_sans, name_to_subject, normalize_sans, normalize_subject, subject_display,
+    subject_to_name,
+)
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.pem import load_certificates, read_pem_argument
 
 try:
     from cryptography import x509
@@ -56,23 +59,9 @@ except ImportError:
 WHICH = ('superseded', 'current', 'all')
 EXPORT_FORMATS = ('pkcs12', 'pem', 'der')
 STATUSES = ('valid', 'revoked', 'expired', 'pending_revocation')
-_SERIAL = re.compile(r'^[0-9A-F]{1,40}$')
 # The BEGIN line of a PEM private key block; the group is the optional kind ("ENCRYPTED ", "EC ", "RSA ", "").
 _PEM_KEY_BEGIN = re.compile(rb'-----BEGIN ((?:[A-Z]+ )?)PRIVATE' + rb' KEY-----')
 _CONTROL = re.compile(r'[\x00-\x1f\x7f]')
-
-
-def normalize_serial(value, field: str = 'serial') -> str:
-    """Accept 'ab:cd', '0x0ABC', '0abc' -> 'ABC' (upper-case hex, no colons, no leading zeros)."""
-    if value is None or isinstance(value, bool):
-        raise InputError('expected a hexadecimal serial number', field)
-    text = str(value).strip().replace(':', '').replace(' ', '').upper()
-    if text.startswith('0X'):
-        text = text[2:]
-    text = text.lstrip('0') or '0'
-    if not _SERIAL.match(text):
-        raise InputError('%r is not a hexadecimal serial number' % (value,), field)
-    return text
 
 
 def validate_identity(value, field: str = 'identity') -> str:
@@ -211,7 +200,7 @@ def ensure_ca(*, ca_path: str, ca_passphrase=None, subject=None, key_type: str =
                 store.set_meta('created_at', to_iso(now))
                 store.set_meta('config', config_wanted)
                 store.set_meta('key_wrap_salt', new_salt())
-                store.append_audit(now, 'ca_' + action, None, ['%X' % certificate.serial_number], 'ok',
+                store.append_audit(now, 'ca_' + action, None, [certificate_serial(certificate)], 'ok',
                                    {'subject': certificate.subject.rfc4514_string(),
                                     'key_encrypted': bool(ca_passphrase), 'policy': wanted_policy.to_dict(),
                                     'crl_url': crl_url})
@@ -448,7 +437,7 @@ class ManagedCA:
     def _sign(self, wanted: Wanted, public_key, key, now, current) -> CertificateRecord:
         for _attempt in range(5):
             serial = x509.random_serial_number()
-            serial_text = '%X' % serial
+            serial_text = format_serial(serial)
             if not self.store.serial_exists(serial_text):
                 break
         else:  # pragma: no cover - 2**-159

@@ -22,21 +22,21 @@ import plistlib
 import re
 import uuid
 
-from ansible_collections.certfleet.pki.plugins.module_utils.ca import pkcs12 as pkcs12_lib
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
 from ansible_collections.certfleet.pki.plugins.module_utils.common.owner import check_writable_as_self, refuse_symlink
 from ansible_collections.certfleet.pki.plugins.module_utils.common.files import (
     SECRET_FILE_MODE, atomic_write, check_dest_folder, file_mode, read_bytes,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
-from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.keychain import apple_compatible
-from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.nss import (
-    issued_by, issuer_mismatch, load_pem_certificate, open_pkcs12,
-)
+from ansible_collections.certfleet.pki.plugins.module_utils.x509 import pkcs12 as pkcs12_lib
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import certificate_serial, fingerprint
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.issuer import issued_by, issuer_mismatch
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.pem import load_pem_certificate
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.pkcs12 import apple_compatible, open_pkcs12
 
 try:
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.serialization import pkcs12
 except ImportError:
     pass
@@ -64,10 +64,6 @@ def profile_identifier(identity: str, prefix: str = 'certfleet.pki') -> str:
 def _common_name(certificate, fallback: str) -> str:
     names = certificate.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
     return str(names[0].value) if names else fallback
-
-
-def _sha256(certificate) -> str:
-    return certificate.fingerprint(hashes.SHA256()).hex().upper()
 
 
 def build_profile(*, identity: str, identifier: str, pkcs12_data: bytes, certificate, ca=None, password=None,
@@ -136,8 +132,8 @@ def _describe_pkcs12(data: bytes, password) -> dict:
         encryption = pkcs12_lib.describe(data)['encryption']
     except InputError:
         encryption = 'unknown'
-    return {'readable': True, 'certificate_sha256': _sha256(certificate), 'key_matches': key_matches,
-            'chain_sha256': sorted(_sha256(c.certificate) for c in parsed.additional_certs),
+    return {'readable': True, 'certificate_sha256': fingerprint(certificate), 'key_matches': key_matches,
+            'chain_sha256': sorted(fingerprint(c.certificate) for c in parsed.additional_certs),
             'encryption': encryption}
 
 
@@ -159,7 +155,7 @@ def describe_profile(profile, password) -> dict:
                                                                     else str(password))
         elif payload.get('PayloadType') == ROOT_TYPE and isinstance(content, bytes):
             try:
-                entry['certificate_sha256'] = _sha256(x509.load_der_x509_certificate(content))
+                entry['certificate_sha256'] = fingerprint(x509.load_der_x509_certificate(content))
             except ValueError:
                 entry['certificate_sha256'] = None
         payloads.append(entry)
@@ -276,14 +272,14 @@ def ensure_apple_profile(*, dest, identity, pkcs12_path, pkcs12_password, ca_cer
             atomic_write(dest, serialize_profile(profile), SECRET_FILE_MODE)
         else:
             os.chmod(dest, SECRET_FILE_MODE)
-    sha1 = certificate.fingerprint(hashes.SHA1()).hex().upper()  # nosec - an identifier, as macOS shows it
+    sha1 = fingerprint(certificate, 'sha1')
     result = {
         'changed': changed, 'dest': dest, 'reasons': reasons,
         'profile_identifier': effective_identifier, 'profile_uuid': profile['PayloadUUID'],
         'payload_uuids': {p['PayloadType']: p['PayloadUUID'] for p in profile['PayloadContent']},
-        'fingerprint_sha256': _sha256(certificate), 'fingerprint_sha1': sha1,
-        'serial': '%X' % certificate.serial_number, 'not_after': to_iso(certificate.not_valid_after_utc),
-        'ca_fingerprint_sha256': _sha256(ca) if ca is not None else None,
+        'fingerprint_sha256': fingerprint(certificate), 'fingerprint_sha1': sha1,
+        'serial': certificate_serial(certificate), 'not_after': to_iso(certificate.not_valid_after_utc),
+        'ca_fingerprint_sha256': fingerprint(ca) if ca is not None else None,
         'includes_password': bool(include_password),
         'pkcs12_encryption': wanted['payloads'][0]['pkcs12'].get('encryption'),
         'diff': {'before': _summary(before), 'after': _summary(wanted)},

@@ -30,7 +30,7 @@ import os
 import re
 import stat
 
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.names import normalize_subject
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.names import normalize_subject
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CertfleetError, InputError
 from ansible_collections.certfleet.pki.plugins.module_utils.common.files import atomic_write
 

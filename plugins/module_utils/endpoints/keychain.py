@@ -42,16 +42,19 @@ import tempfile
 from dataclasses import dataclass
 from secrets import token_hex
 
-from ansible_collections.certfleet.pki.plugins.module_utils.ca import pkcs12 as pkcs12_lib
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CertfleetError, InputError
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
-from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.nss import (
-    issued_by, issuer_mismatch, load_pem_certificate, open_pkcs12,
+from ansible_collections.certfleet.pki.plugins.module_utils.x509 import pkcs12 as pkcs12_lib
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import (
+    certificate_serial, fingerprints, normalize_fingerprint,
 )
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.issuer import issued_by, issuer_mismatch
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.pem import load_pem_certificate
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.pkcs12 import apple_compatible, open_pkcs12
 
 try:
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
 except ImportError:
     pass
 
@@ -67,7 +70,6 @@ _HASH_LINE = re.compile(r'^SHA-(?P<bits>1|256) hash:\s*(?P<hex>[0-9A-Fa-f]+)\s*$
 _PEM = re.compile(r'-----BEGIN CERTIFICATE-----\s*\n.+?-----END CERTIFICATE-----', re.DOTALL)
 _IDENTITY_ROW = re.compile(r'^\s*\d+\)\s+(?P<sha1>[0-9A-Fa-f]{40})\s+"(?P<label>.*)"(?:\s+\((?P<error>[^()]*)\))?\s*$')
 _COUNT_LINE = re.compile(r'^\s*(?P<count>\d+)\s+(?P<valid>valid\s+)?identities found\s*$')
-_SHA1 = re.compile(r'^[0-9A-F]{40}$')
 
 
 class KeychainError(CertfleetError):
@@ -170,7 +172,7 @@ class KeychainCertificate:
 
     @property
     def serial(self) -> str:
-        return '%X' % self.certificate.serial_number
+        return certificate_serial(self.certificate)
 
     def is_ca(self) -> bool:
         try:
@@ -192,11 +194,6 @@ class KeychainCertificate:
             'valid': identity.valid if identity is not None else None,
             'trust_error': identity.error if identity is not None else None,
         }
-
-
-def fingerprints(certificate) -> tuple:
-    return (certificate.fingerprint(hashes.SHA1()).hex().upper(),  # nosec - the hash macOS identifies items by
-            certificate.fingerprint(hashes.SHA256()).hex().upper())
 
 
 def parse_certificates(output: str) -> list:
@@ -373,22 +370,6 @@ def resolve_keychain(keychain: str, user: str | None = None, euid: int | None = 
     return path, kind
 
 
-def apple_compatible(data: bytes) -> tuple:
-    """(True, encryption) when macOS's importer can open this PKCS#12 (no AES/PBES2 anywhere in it)."""
-    try:
-        encryption = pkcs12_lib.describe(data)['encryption']
-    except InputError:
-        return False, 'unknown'
-    return ('modern' not in encryption and 'pbes2' not in encryption), encryption
-
-
-def normalize_sha1(value, field: str) -> str:
-    text = str(value).replace(':', '').replace(' ', '').upper()
-    if not _SHA1.match(text):
-        raise InputError('%r is not a SHA-1 fingerprint (40 hex digits, colons allowed)' % (value,), field)
-    return text
-
-
 def _as_list(value) -> list:
     if value is None:
         return []
@@ -496,7 +477,7 @@ def _certificate_result(certificate) -> dict:
     sha1, sha256 = fingerprints(certificate)
     return {'fingerprint_sha1': sha1, 'fingerprint_sha256': sha256,
             'subject': certificate.subject.rfc4514_string(), 'issuer': certificate.issuer.rfc4514_string(),
-            'serial': '%X' % certificate.serial_number, 'not_after': to_iso(certificate.not_valid_after_utc)}
+            'serial': certificate_serial(certificate), 'not_after': to_iso(certificate.not_valid_after_utc)}
 
 
 def _validate_applications(applications) -> list:
@@ -661,9 +642,9 @@ def _absent(store: Keychain, require_root, *, keychain_password, fingerprint_sha
             check_mode) -> dict:
     if not fingerprint_sha1 and not issuer:
         raise InputError('state=absent needs fingerprint_sha1 or issuer', 'fingerprint_sha1')
-    wanted = {normalize_sha1(one, 'fingerprint_sha1') for one in _as_list(fingerprint_sha1)} if fingerprint_sha1 \
-        else None
-    keep = {normalize_sha1(k, 'keep_fingerprint_sha1') for k in _as_list(keep_fingerprint_sha1)}
+    wanted = ({normalize_fingerprint(one, 'fingerprint_sha1', 'sha1') for one in _as_list(fingerprint_sha1)}
+              if fingerprint_sha1 else None)
+    keep = {normalize_fingerprint(k, 'keep_fingerprint_sha1', 'sha1') for k in _as_list(keep_fingerprint_sha1)}
     ca = load_pem_certificate(issuer, 'issuer') if issuer else None
     if keychain_password:
         store.unlock(keychain_password)

@@ -28,12 +28,17 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.owner import 
     as_owner_of, check_writable_as_self, refuse_symlink,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import (
+    certificate_serial, fingerprint, normalize_fingerprint, normalize_serial,
+)
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.issuer import issued_by, issuer_mismatch
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.pem import load_pem_certificate
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.pkcs12 import load_pkcs12
 
 try:
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    from cryptography.hazmat.primitives.serialization import pkcs12
 except ImportError:
     pass
 
@@ -74,35 +79,6 @@ def pkcs11_id_uri(key_id: str) -> str:
     return 'pkcs11:id=' + ''.join('%' + key_id[i:i + 2] for i in range(0, len(key_id), 2))
 
 
-def issued_by(certificate, ca_certificate) -> bool:
-    if certificate.issuer != ca_certificate.subject:
-        return False
-    try:
-        certificate.verify_directly_issued_by(ca_certificate)
-        return True
-    except Exception:  # InvalidSignature, unsupported algorithms: not issued by this CA
-        return False
-
-
-def _key_id_hex(data) -> str:
-    return data.hex().upper() if data else 'none'
-
-
-def issuer_mismatch(certificate, ca_certificate) -> str:
-    """Why ``certificate`` is not ``ca_certificate``'s: by name, or, for two CAs of one name, by key identifier."""
-    issuer = certificate.issuer.rfc4514_string()
-    ca_name = ca_certificate.subject.rfc4514_string()
-    if certificate.issuer != ca_certificate.subject:
-        return 'was issued by %s, not by this CA (%s)' % (issuer, ca_name)
-    try:
-        authority = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
-    except x509.ExtensionNotFound:
-        authority = None
-    ca_key = x509.SubjectKeyIdentifier.from_public_key(ca_certificate.public_key()).digest
-    return ('was issued by another CA of the same name %s, not by this CA (the certificate\'s authority key id is '
-            '%s, this CA\'s key id is %s)' % (issuer, _key_id_hex(authority), _key_id_hex(ca_key)))
-
-
 @dataclass
 class NSSCertificate:
     nickname: str
@@ -113,15 +89,15 @@ class NSSCertificate:
 
     @property
     def fingerprint_sha256(self) -> str:
-        return self.certificate.fingerprint(hashes.SHA256()).hex().upper()
+        return fingerprint(self.certificate)
 
     @property
     def fingerprint_sha1(self) -> str:
-        return self.certificate.fingerprint(hashes.SHA1()).hex().upper()  # nosec - the Windows-style thumbprint
+        return fingerprint(self.certificate, 'sha1')
 
     @property
     def serial(self) -> str:
-        return '%X' % self.certificate.serial_number
+        return certificate_serial(self.certificate)
 
     def is_ca(self) -> bool:
         try:
@@ -143,57 +119,6 @@ class NSSCertificate:
             'has_key': self.has_key,
             'is_ca': self.is_ca(),
         }
-
-
-def open_pkcs12(path: str, password) -> tuple:
-    """Read and open a PKCS#12 file with its key; returns (parsed, data). Errors name the parameter."""
-    if not path:
-        raise InputError('is required', 'pkcs12_path')
-    try:
-        with open(path, 'rb') as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        raise InputError('%s does not exist' % path, 'pkcs12_path')
-    except IsADirectoryError:
-        raise InputError('%s is a folder, expected a PKCS#12 file' % path, 'pkcs12_path')
-    except OSError as exc:
-        raise InputError('%s cannot be read (%s)' % (path, exc.strerror or exc), 'pkcs12_path')
-    if password is None or password == '':
-        raise InputError('is required to open %s' % path, 'pkcs12_password')
-    try:
-        parsed = pkcs12.load_pkcs12(data, str(password).encode('utf-8'))
-    except ValueError as exc:
-        text = str(exc).lower()
-        if 'password' in text or 'mac' in text or 'decrypt' in text:
-            raise InputError('does not open %s (wrong password)' % path, 'pkcs12_password')
-        raise InputError('%s is not a readable PKCS#12 file (%s)' % (path, exc), 'pkcs12_path')
-    if parsed.cert is None or parsed.key is None:
-        raise InputError('%s must hold a certificate and its private key' % path, 'pkcs12_path')
-    return parsed, data
-
-
-def load_pkcs12(path: str, password) -> tuple:
-    """Open a PKCS#12 file; returns (certificate, chain)."""
-    parsed, _data = open_pkcs12(path, password)
-    return parsed.cert.certificate, [c.certificate for c in parsed.additional_certs]
-
-
-def load_pem_certificate(value: str, field: str):
-    text = str(value)
-    if '-----BEGIN' in text:
-        data = text.encode('utf-8')
-    else:
-        try:
-            with open(os.path.expanduser(text), 'rb') as handle:
-                data = handle.read()
-        except FileNotFoundError:
-            raise InputError('%s does not exist' % text, field)
-        except OSError as exc:
-            raise InputError('%s cannot be read (%s)' % (text, exc.strerror or exc), field)
-    try:
-        return x509.load_pem_x509_certificate(data)
-    except ValueError as exc:
-        raise InputError('is not a PEM certificate (%s)' % exc, field)
 
 
 class _SecretFiles:
@@ -311,10 +236,10 @@ class NSSDatabase:
                              'reading certificate %r' % nickname)
             for index, block in enumerate(_PEM.findall(out.encode('utf-8'))):
                 certificate = x509.load_pem_x509_certificate(block)
-                fingerprint = certificate.fingerprint(hashes.SHA256())
-                if fingerprint in seen:
+                sha256 = fingerprint(certificate)
+                if sha256 in seen:
                     continue
-                seen.add(fingerprint)
+                seen.add(sha256)
                 key_id = certificate_key_id(certificate)
                 has_key = None if keys is None else key_id in keys
                 trust = trust_list[index] if index < len(trust_list) else trust_list[-1]
@@ -366,23 +291,6 @@ def validate_trust(trust: str) -> str:
     return trust
 
 
-def _normalize_fingerprint(value: str, field: str) -> str:
-    text = str(value).replace(':', '').replace(' ', '').upper()
-    if not re.match(r'^[0-9A-F]{64}$', text):
-        raise InputError('%r is not a SHA-256 fingerprint (64 hex digits, colons allowed)' % value, field)
-    return text
-
-
-def _normalize_serial(value, field: str = 'serial') -> str:
-    text = str(value).replace(':', '').replace(' ', '').upper()
-    if text.startswith('0X'):
-        text = text[2:]
-    text = text.lstrip('0') or '0'
-    if not re.match(r'^[0-9A-F]{1,40}$', text):
-        raise InputError('%r is not a hexadecimal serial number' % (value,), field)
-    return text
-
-
 def _summary(entries: list) -> list:
     return ['%s serial=%s sha256=%s%s' % (e.nickname, e.serial, e.fingerprint_sha256[:16],
                                           ' (key)' if e.has_key else '') for e in entries]
@@ -426,7 +334,7 @@ def ensure_nss_certificate(*, db, db_password=None, create_db=False, state='pres
         imported = None
         actions = []
         if certificate is not None:
-            fp = certificate.fingerprint(hashes.SHA256()).hex().upper()
+            fp = fingerprint(certificate)
             entry = by_fingerprint.get(fp)
             if entry is None or entry.has_key is False:
                 if not created and database.key_ids() is None:
@@ -436,7 +344,7 @@ def ensure_nss_certificate(*, db, db_password=None, create_db=False, state='pres
                 actions.append('import')
         ca_change = None
         if ca is not None:
-            fp = ca.fingerprint(hashes.SHA256()).hex().upper()
+            fp = fingerprint(ca)
             entry = by_fingerprint.get(fp)
             if entry is None:
                 ca_change = 'add'
@@ -449,7 +357,7 @@ def ensure_nss_certificate(*, db, db_password=None, create_db=False, state='pres
             if ca is not None and ca_change is not None:
                 nickname_for_ca = ca_nickname or _ca_nickname(ca)
                 current = {e.fingerprint_sha256: e for e in database.certificates()}.get(
-                    ca.fingerprint(hashes.SHA256()).hex().upper())
+                    fingerprint(ca))
                 if current is None:
                     with tempfile.NamedTemporaryFile('wb', suffix='.pem') as handle:
                         handle.write(ca.public_bytes(serialization.Encoding.PEM))
@@ -473,9 +381,9 @@ def ensure_nss_certificate(*, db, db_password=None, create_db=False, state='pres
     selectors = [s for s in (fingerprint_sha256, serial, nickname) if s]
     if not selectors and not issuer:
         raise InputError('state=absent needs fingerprint_sha256, serial, nickname or issuer', 'fingerprint_sha256')
-    wanted_fp = _normalize_fingerprint(fingerprint_sha256, 'fingerprint_sha256') if fingerprint_sha256 else None
-    wanted_serials = {_normalize_serial(one) for one in _as_list(serial)} if serial else None
-    keep = {_normalize_fingerprint(k, 'keep_fingerprint_sha256') for k in _as_list(keep_fingerprint_sha256)}
+    wanted_fp = normalize_fingerprint(fingerprint_sha256, 'fingerprint_sha256') if fingerprint_sha256 else None
+    wanted_serials = {normalize_serial(one) for one in _as_list(serial)} if serial else None
+    keep = {normalize_fingerprint(k, 'keep_fingerprint_sha256') for k in _as_list(keep_fingerprint_sha256)}
     ca = load_pem_certificate(issuer, 'issuer') if issuer else None
     database.require()
     before = database.certificates()
@@ -520,8 +428,8 @@ def nss_certificate_info(*, db, db_password=None, issuer=None, fingerprint_sha25
     """What a database holds, optionally filtered; never writes. A missing database is ``exists=False``."""
     database = NSSDatabase(db, db_password, runner, certutil=certutil)
     database.refuse_planted_links()
-    wanted_fp = _normalize_fingerprint(fingerprint_sha256, 'fingerprint_sha256') if fingerprint_sha256 else None
-    wanted_serial = _normalize_serial(serial) if serial else None
+    wanted_fp = normalize_fingerprint(fingerprint_sha256, 'fingerprint_sha256') if fingerprint_sha256 else None
+    wanted_serial = normalize_serial(serial) if serial else None
     ca = load_pem_certificate(issuer, 'issuer') if issuer else None
     if not database.exists():
         return {'changed': False, 'db': database.path, 'exists': False, 'certificates': [], 'count': 0}

@@ -12,7 +12,7 @@ import abc
 import datetime
 from dataclasses import dataclass, field
 
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.names import subject_display
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.names import subject_display
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
 
 REVOCATION_REASONS = ('unspecified', 'key_compromise', 'ca_compromise', 'affiliation_changed', 'superseded',

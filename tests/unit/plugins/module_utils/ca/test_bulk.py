@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.bulk import (
     BulkInputError, BulkRequest, canonical_reason, new_password,
 )
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.pkcs12 import describe
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.pkcs12 import describe
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
 
 HEADER = 'action\tidentity\tCN\temail\tO\tOU\tL\tST\tC\tprofile\tvalid_days\tkey_type\treason\tserial'

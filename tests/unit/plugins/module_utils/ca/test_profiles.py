@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.names import UPN_OID
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.names import UPN_OID
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.profiles import (
     BACKDATE, PROFILES, SMARTCARD_LOGON_OID, certificate_profile, validate_profile,
 )

@@ -13,7 +13,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ansible_collections.certfleet.pki.plugins.module_utils.ca import pkcs12 as pkcs12_lib
+from ansible_collections.certfleet.pki.plugins.module_utils.x509 import pkcs12 as pkcs12_lib
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.authority import public_keys_match
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import (
     InputError, KeyUnavailableError, NotFoundError,

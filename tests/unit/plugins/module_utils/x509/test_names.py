@@ -10,7 +10,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.names import (
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.names import (
     SUBJECT_ORDER, UPN_OID, canonical_attribute, certificate_sans, general_names_to_sans, name_to_subject,
     normalize_san, normalize_sans, normalize_subject, san_domain, san_to_general_name, subject_display,
     subject_to_name,

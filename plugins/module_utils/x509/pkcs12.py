@@ -1,12 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: certfleet.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PKCS#12 packing in two encryption levels, and reading back how a file was made (private module_utils)."""
+"""PKCS#12: packing in two encryption levels, opening a file, reading back how it was made (private module_utils)."""
 
 from __future__ import annotations
 
-from ansible_collections.certfleet.pki.plugins.module_utils.ca import der
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
+from ansible_collections.certfleet.pki.plugins.module_utils.x509 import der
 
 try:
     from cryptography.hazmat.primitives import hashes
@@ -124,3 +124,45 @@ def describe(data: bytes) -> dict:
     else:
         encryption = 'mixed:' + ','.join(sorted(schemes))
     return {'encryption': encryption, 'iterations': key_iterations, 'mac': mac}
+
+
+def apple_compatible(data: bytes) -> tuple:
+    """(True, encryption) when macOS's importer can open this PKCS#12 (no AES/PBES2 anywhere in it)."""
+    try:
+        encryption = describe(data)['encryption']
+    except InputError:
+        return False, 'unknown'
+    return ('modern' not in encryption and 'pbes2' not in encryption), encryption
+
+
+def open_pkcs12(path: str, password) -> tuple:
+    """Read and open a PKCS#12 file with its key; returns (parsed, data). Errors name the parameter."""
+    if not path:
+        raise InputError('is required', 'pkcs12_path')
+    try:
+        with open(path, 'rb') as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise InputError('%s does not exist' % path, 'pkcs12_path')
+    except IsADirectoryError:
+        raise InputError('%s is a folder, expected a PKCS#12 file' % path, 'pkcs12_path')
+    except OSError as exc:
+        raise InputError('%s cannot be read (%s)' % (path, exc.strerror or exc), 'pkcs12_path')
+    if password is None or password == '':
+        raise InputError('is required to open %s' % path, 'pkcs12_password')
+    try:
+        parsed = pkcs12.load_pkcs12(data, str(password).encode('utf-8'))
+    except ValueError as exc:
+        text = str(exc).lower()
+        if 'password' in text or 'mac' in text or 'decrypt' in text:
+            raise InputError('does not open %s (wrong password)' % path, 'pkcs12_password')
+        raise InputError('%s is not a readable PKCS#12 file (%s)' % (path, exc), 'pkcs12_path')
+    if parsed.cert is None or parsed.key is None:
+        raise InputError('%s must hold a certificate and its private key' % path, 'pkcs12_path')
+    return parsed, data
+
+
+def load_pkcs12(path: str, password) -> tuple:
+    """Open a PKCS#12 file; returns (certificate, chain)."""
+    parsed, _data = open_pkcs12(path, password)
+    return parsed.cert.certificate, [c.certificate for c in parsed.additional_certs]

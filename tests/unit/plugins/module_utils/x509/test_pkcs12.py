@@ -12,8 +12,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from ansible_collections.certfleet.pki.plugins.module_utils.ca import der
-from ansible_collections.certfleet.pki.plugins.module_utils.ca import pkcs12 as pkcs12_lib
+from ansible_collections.certfleet.pki.plugins.module_utils.x509 import der
+from ansible_collections.certfleet.pki.plugins.module_utils.x509 import pkcs12 as pkcs12_lib
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.authority import public_keys_match
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.keys import generate_private_key
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
@@ -166,3 +166,47 @@ def _self_signed_pem() -> bytes:
     return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
             .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+
+
+@pytest.mark.parametrize('encryption, compatible', [('legacy', True), ('modern', False)])
+def test_apple_compatible(material, encryption, compatible):
+    key, certificate, chain = material
+    data = pkcs12_lib.serialize(key=key, certificate=certificate, chain=chain, password=PASSWORD,
+                                encryption=encryption)
+    assert pkcs12_lib.apple_compatible(data) == (compatible, encryption)
+    assert pkcs12_lib.apple_compatible(b'not a pkcs12 file') == (False, 'unknown')
+
+
+def test_open_pkcs12_and_load_pkcs12(material, tmp_path):
+    key, certificate, chain = material
+    path = tmp_path / 'alice.p12'
+    path.write_bytes(pkcs12_lib.serialize(key=key, certificate=certificate, chain=chain, password=PASSWORD))
+    parsed, data = pkcs12_lib.open_pkcs12(str(path), PASSWORD)
+    assert data == path.read_bytes()
+    assert parsed.cert.certificate == certificate and public_keys_match(parsed.key.public_key(), key.public_key())
+    assert pkcs12_lib.load_pkcs12(str(path), PASSWORD) == (certificate, chain)
+
+
+def test_open_pkcs12_errors_name_the_parameter(material, tmp_path):
+    key, certificate, chain = material
+    good = tmp_path / 'alice.p12'
+    good.write_bytes(pkcs12_lib.serialize(key=key, certificate=certificate, chain=chain, password=PASSWORD))
+    garbage = tmp_path / 'garbage.p12'
+    garbage.write_bytes(b'not a pkcs12 file at all')
+    without_key = tmp_path / 'nokey.p12'
+    without_key.write_bytes(serialization.pkcs12.serialize_key_and_certificates(
+        None, None, certificate, None, serialization.BestAvailableEncryption(PASSWORD.encode())))
+    cases = [
+        ('', PASSWORD, 'pkcs12_path', 'is required'),
+        (str(tmp_path / 'missing.p12'), PASSWORD, 'pkcs12_path', 'does not exist'),
+        (str(tmp_path), PASSWORD, 'pkcs12_path', 'is a folder, expected a PKCS#12 file'),
+        (str(good), '', 'pkcs12_password', 'is required to open'),
+        (str(good), None, 'pkcs12_password', 'is required to open'),
+        (str(good), 'wrong', 'pkcs12_password', '(wrong password)'),
+        (str(garbage), PASSWORD, 'pkcs12_path', 'is not a readable PKCS#12 file'),
+        (str(without_key), PASSWORD, 'pkcs12_path', 'must hold a certificate and its private key'),
+    ]
+    for path, password, field, message in cases:
+        with pytest.raises(InputError) as error:
+            pkcs12_lib.open_pkcs12(path, password)
+        assert (error.value.field, message in str(error.value)) == (field, True), (path, str(error.value))
