@@ -8,7 +8,7 @@ Layout of a CA directory (0700)::
     ca.pem      CA certificate (0644)
     ca.key      CA private key, encrypted PKCS#8 PEM (0600)
     chain.pem   issuers above an imported intermediate, if any (0644)
-    state.db    the store (0600, SQLite WAL)
+    state.db    the embedded store (0600), opened through store.factory
     crl.pem / crl.der   the last published CRL (0644)
     .lock       serialises CA creation and CRL publication
 """
@@ -26,6 +26,7 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.files import 
     atomic_write, ensure_private_dir, read_bytes, writing,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
+from ansible_collections.certfleet.pki.plugins.module_utils.store.factory import EMBEDDED_STATE_FILE, store_exists
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import certificate_serial, fingerprint
 
 try:
@@ -37,7 +38,7 @@ except ImportError:
 CERT_FILE = 'ca.pem'
 KEY_FILE = 'ca.key'
 CHAIN_FILE = 'chain.pem'
-STATE_FILE = 'state.db'
+STATE_FILE = EMBEDDED_STATE_FILE
 CRL_PEM_FILE = 'crl.pem'
 CRL_DER_FILE = 'crl.der'
 LOCK_FILE = '.lock'
@@ -133,12 +134,8 @@ class CADirectory:
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
 
-    @property
-    def state_path(self) -> str:
-        return self.file(STATE_FILE)
-
     def is_initialised(self) -> bool:
-        return os.path.exists(self.file(CERT_FILE)) and os.path.exists(self.state_path)
+        return os.path.exists(self.file(CERT_FILE)) and store_exists(ca_path=self.path)
 
     def require_initialised(self) -> None:
         if not os.path.isdir(self.path):

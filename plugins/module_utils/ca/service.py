@@ -37,9 +37,9 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil impo
     RenewWindow, parse_positive_days, parse_renew_window, to_iso, utcnow,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.store.base import (
-    CertificateRecord, KEY_ENDPOINT, KEY_HELD, KEY_PURGED, REVOCATION_REASONS,
+    CertificateRecord, CertificateStore, KEY_ENDPOINT, KEY_HELD, KEY_PURGED, REVOCATION_REASONS,
 )
-from ansible_collections.certfleet.pki.plugins.module_utils.store.sqlite import SQLiteStore
+from ansible_collections.certfleet.pki.plugins.module_utils.store.factory import open_store
 from ansible_collections.certfleet.pki.plugins.module_utils.x509 import pkcs12 as pkcs12_lib
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import (
     certificate_serial, fingerprint, format_serial, normalize_serial, public_key_sha256,
@@ -86,8 +86,8 @@ def _config(store) -> dict:
     return store.get_meta('config', {}) or {}
 
 
-def _open_store(directory: CADirectory, ca: CertificateAuthority) -> SQLiteStore:
-    store = SQLiteStore(directory.state_path)
+def _open_store(directory: CADirectory, ca: CertificateAuthority) -> CertificateStore:
+    store = open_store(ca_path=directory.path)
     try:
         with store.read():
             owner = store.get_meta('ca_fingerprint_sha256')
@@ -97,7 +97,7 @@ def _open_store(directory: CADirectory, ca: CertificateAuthority) -> SQLiteStore
     if owner != fingerprint(ca.certificate):
         store.close()
         raise StoreError('%s belongs to another CA (fingerprint %s, but %s is %s); it is not this CA\'s state'
-                         % (directory.state_path, owner, directory.file(CERT_FILE), fingerprint(ca.certificate)),
+                         % (store.location, owner, directory.file(CERT_FILE), fingerprint(ca.certificate)),
                          'ca_path')
     return store
 
@@ -177,23 +177,16 @@ def ensure_ca(*, ca_path: str, ca_passphrase=None, subject=None, key_type: str =
                                                serial=x509.random_serial_number())
             chain = []
             action = 'created'
-        # state.db is written last: a CA directory is initialised only once it exists.
+        # The store is written last: a CA directory is initialised only once its state exists.
         directory.write_secret(KEY_FILE, encrypt_key(key, ca_passphrase))
         directory.write_public(CERT_FILE, certificate.public_bytes(serialization.Encoding.PEM))
         if chain:
             directory.write_public(CHAIN_FILE, b''.join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
-        temporary = directory.state_path + '.new'
         with writing(directory.path, 'ca_path', 'clean up old files in'):
             for stale in (CRL_PEM_FILE, CRL_DER_FILE, CHAIN_FILE if not chain else None):
                 if stale and os.path.exists(directory.file(stale)):
                     os.unlink(directory.file(stale))
-            for suffix in ('', '-wal', '-shm'):
-                if os.path.exists(directory.state_path + suffix):
-                    os.unlink(directory.state_path + suffix)
-            for suffix in ('', '-wal', '-shm', '-journal'):
-                if os.path.exists(temporary + suffix):
-                    os.unlink(temporary + suffix)
-        store = SQLiteStore(temporary, create=True)
+        store = open_store(ca_path=directory.path, create=True)
         try:
             with store.write():
                 store.set_meta('ca_fingerprint_sha256', fingerprint(certificate))
@@ -204,14 +197,10 @@ def ensure_ca(*, ca_path: str, ca_passphrase=None, subject=None, key_type: str =
                                    {'subject': certificate.subject.rfc4514_string(),
                                     'key_encrypted': bool(ca_passphrase), 'policy': wanted_policy.to_dict(),
                                     'crl_url': crl_url})
-            store._conn.execute('PRAGMA wal_checkpoint(TRUNCATE)')
-        finally:
-            store.close()
-        with writing(directory.state_path, 'ca_path'):
-            for suffix in ('-wal', '-shm'):
-                if os.path.exists(temporary + suffix):
-                    os.unlink(temporary + suffix)
-            os.replace(temporary, directory.state_path)
+        except BaseException:
+            store.discard()
+            raise
+        store.activate()
     ca = CertificateAuthority.load(directory)
     return dict(result_base, action=action, certificate=ca.certificate_pem(), chain=ca.chain_pem(),
                 ca=ca.summary())

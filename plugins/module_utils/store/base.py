@@ -3,7 +3,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The CA's state: the record type and the store interface (private module_utils).
 
-The embedded default is :class:`SQLiteStore`; a shared SQL store implements the same interface.
+The interface is the only door to the state: engines (SQLite, the embedded default; a shared SQL store) implement
+it behind ``store/``, and ``store.factory.open_store`` chooses one from the CA's configuration. Connections, files,
+locking, migrations and the engine's errors never reach a caller: errors arrive as StoreError (StoreDamagedError,
+code ``store_damaged``, for damaged storage). The tests in ``tests/unit/plugins/module_utils/store/test_contract.py``
+are what every engine must pass.
 """
 
 from __future__ import annotations
@@ -98,7 +102,31 @@ class RevokedEntry:
 
 
 class CertificateStore(abc.ABC):
-    """What the CA needs from its state. Writes happen only inside ``write()``; every method is one statement."""
+    """What the CA needs from its state. Writes happen only inside ``write()``; every method is one statement.
+
+    A store opened by the factory is at the newest schema (older ones are migrated in place on open). A store opened
+    with ``create=True`` is not yet the CA's state: :meth:`activate` makes it so, :meth:`discard` abandons it.
+    """
+
+    @property
+    @abc.abstractmethod
+    def location(self) -> str:
+        """Where the state is, for messages: a file path, or a URL without its password."""
+
+    @property
+    @abc.abstractmethod
+    def schema_version(self) -> int:
+        """The schema version the store holds."""
+
+    @abc.abstractmethod
+    def activate(self) -> None:
+        """Make a store opened with ``create=True`` the CA's state, and close it. Until then nobody opening the CA's
+        state sees it, so a CA exists only once its state is complete."""
+
+    @abc.abstractmethod
+    def discard(self) -> None:
+        """Close a store opened with ``create=True`` and remove what it wrote: the creation of the CA was rolled
+        back."""
 
     @abc.abstractmethod
     def write(self):

@@ -21,6 +21,7 @@ import sqlite3
 import time
 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import StoreDamagedError, StoreError
+from ansible_collections.certfleet.pki.plugins.module_utils.common.files import writing
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import from_iso, to_iso
 from ansible_collections.certfleet.pki.plugins.module_utils.store.base import (
     CertificateRecord, CertificateStore, KEY_HELD, KEY_PURGED, RevokedEntry,
@@ -134,6 +135,9 @@ _COLUMNS = ('serial, identity, subject, subject_json, sans_json, profile, key_ty
 
 RECOVERY_HINT = 'see "Backup and recovery" in the certfleet.pki README'
 
+# The files of one database: the database, its write-ahead log and shared memory, a rollback journal.
+_FILE_SUFFIXES = ('', '-wal', '-shm', '-journal')
+
 # SQLite's primary result codes that mean the file itself is damaged: SQLITE_CORRUPT, SQLITE_NOTADB.
 _DAMAGE_CODES = {11, 26}
 
@@ -188,9 +192,14 @@ def _record(row) -> CertificateRecord:
 
 
 class SQLiteStore(CertificateStore):
+    """One state database file. ``create=True`` creates it in place; :meth:`create_new` builds it beside its final
+    name and renames it there on :meth:`activate`."""
+
     def __init__(self, path: str, create: bool = False, timeout: float = BUSY_TIMEOUT_SECONDS):
         self.path = path
         self.timeout = timeout
+        self._created = create
+        self._final_path: str | None = None
         if not create:
             self._check_file()
         old_umask = os.umask(0o077)  # state.db, -wal and -shm are born 0600
@@ -217,6 +226,54 @@ class SQLiteStore(CertificateStore):
         finally:
             os.umask(old_umask)
         self._in_transaction = False
+
+    @classmethod
+    def create_new(cls, path: str, timeout: float = BUSY_TIMEOUT_SECONDS) -> SQLiteStore:
+        """A new store that becomes ``path`` on :meth:`activate`. Whatever an unfinished creation left at ``path``
+        (the database, its -wal, -shm or -journal, or a half-built one beside it) is removed first."""
+        staging = path + '.new'
+        with writing(os.path.dirname(path), 'ca_path', 'clean up old files in'):
+            for name in (path, staging):
+                for suffix in _FILE_SUFFIXES:
+                    if os.path.exists(name + suffix):
+                        os.unlink(name + suffix)
+        store = cls(staging, create=True, timeout=timeout)
+        store._final_path = path
+        return store
+
+    @property
+    def location(self) -> str:
+        return self.path
+
+    def activate(self) -> None:
+        """Fold the WAL into the file, close it, and rename it to its final name (one atomic step)."""
+        self._require_created('activate')
+        try:
+            self._exec('PRAGMA wal_checkpoint(TRUNCATE)')
+        finally:
+            self.close()
+        self._created = False  # from now on it is the CA's state: never discarded
+        if self._final_path is None:
+            return
+        with writing(self._final_path, 'ca_path'):
+            for suffix in ('-wal', '-shm'):
+                if os.path.exists(self.path + suffix):
+                    os.unlink(self.path + suffix)
+            os.replace(self.path, self._final_path)
+        self.path = self._final_path
+
+    def discard(self) -> None:
+        """Close the new store and remove its files."""
+        self._require_created('discard')
+        self.close()
+        with writing(self.path, 'ca_path', 'remove'):
+            for suffix in _FILE_SUFFIXES:
+                if os.path.exists(self.path + suffix):
+                    os.unlink(self.path + suffix)
+
+    def _require_created(self, action: str) -> None:
+        if not self._created:
+            raise StoreError('cannot %s %s: only a store being created can be' % (action, self.path))
 
     # -- opening ----------------------------------------------------------------------------------------------
     def _check_file(self) -> None:

@@ -1,0 +1,61 @@
+# -*- coding: utf-8 -*-
+# Copyright: certfleet.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Which store holds a CA's state, chosen from the CA's configuration (private module_utils).
+
+Without a store URL the state is the embedded SQLite store, ``state.db`` in ``ca_path``. A store URL (the
+``ca_store`` option) names a shared store, and its scheme chooses the engine: an engine registers an opener in
+``SHARED_STORES``. Callers open stores only here, never by constructing an engine.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
+from ansible_collections.certfleet.pki.plugins.module_utils.store.base import CertificateStore
+from ansible_collections.certfleet.pki.plugins.module_utils.store.sqlite import SQLiteStore
+
+EMBEDDED_STATE_FILE = 'state.db'
+
+# URL scheme -> opener(store_url, create) -> CertificateStore, and exists(store_url) -> bool. None yet: the
+# PostgreSQL store registers 'postgresql' and 'postgres' here.
+SHARED_STORES: dict = {}
+
+
+def _embedded_path(ca_path: str | None) -> str:
+    if not ca_path:
+        raise InputError('is required when no shared store is set', 'ca_path')
+    return os.path.join(os.path.abspath(os.path.expanduser(ca_path)), EMBEDDED_STATE_FILE)
+
+
+def _shared_store(store_url: str):
+    """The engine of a store URL; the URL itself is never repeated, it may carry a password."""
+    scheme = store_url.split('://', 1)[0].lower() if '://' in store_url else ''
+    if not scheme:
+        raise InputError('is not a store URL (expected a URL such as postgresql://HOST/DBNAME); leave it unset for '
+                         'the embedded store in ca_path', 'ca_store')
+    if scheme not in SHARED_STORES:
+        supported = ', '.join(sorted(SHARED_STORES)) or 'none in this version'
+        raise InputError('the store URL scheme %r is not supported (shared stores: %s); leave ca_store unset for the '
+                         'embedded store in ca_path' % (scheme, supported), 'ca_store')
+    return SHARED_STORES[scheme]
+
+
+def open_store(ca_path: str | None = None, store_url: str | None = None, create: bool = False) -> CertificateStore:
+    """Open the CA's store, migrated to the newest schema.
+
+    ``create=True`` starts a new, empty store that is not the CA's state until ``activate()`` (``discard()``
+    abandons it); for the embedded store, whatever an unfinished creation left in ``ca_path`` is removed.
+    """
+    if store_url:
+        return _shared_store(store_url)['open'](store_url, create)
+    path = _embedded_path(ca_path)
+    return SQLiteStore.create_new(path) if create else SQLiteStore(path)
+
+
+def store_exists(ca_path: str | None = None, store_url: str | None = None) -> bool:
+    """Whether the CA's state has been created (without opening or checking it)."""
+    if store_url:
+        return _shared_store(store_url)['exists'](store_url)
+    return os.path.exists(_embedded_path(ca_path))
