@@ -1,12 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: certfleet.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The SQLite store: refusing databases that are not ours, schema invariants, migrations, transactions."""
+"""The SQLite engine: refusing databases that are not ours, invariants its schema enforces even against direct SQL,
+its files (WAL, permissions, creation beside the final name) and its migration steps.
+
+What every store must do (operations, transactions, concurrency, migrating from the oldest schema, integrity) is in
+test_contract.py, which runs against this engine too.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
 import os
 import shutil
 import sqlite3
@@ -164,89 +167,10 @@ def test_revoked_cannot_be_unrevoked(ca):
         with pytest.raises(StoreError, match='stays revoked'):
             with managed.store.write():
                 managed.store._exec("UPDATE certificates SET status = 'valid' WHERE serial = ?", (serial,))
-        # the store's own revoke() does not rewrite an existing revocation
-        with managed.store.write():
-            managed.store.revoke(serial, ca.clock() + datetime.timedelta(days=1), 'unspecified')
+    # that the store's own revoke() does not rewrite an existing revocation is in test_contract.py
     record = ca.record(serial)
     assert record.status == 'revoked' and record.revocation_reason == 'key_compromise'
     assert record.revoked_at == ca.clock()
-
-
-def _twin(record, **changes):
-    serial = changes.pop('serial', 'F00D%X' % int(record.serial[-8:], 16))
-    return dataclasses.replace(record, serial=serial, fingerprint_sha256=changes.pop('fingerprint_sha256', serial * 2),
-                               **changes)
-
-
-def test_one_current_certificate_per_identity(ca):
-    serial = ca.ensure('alice')['serial']
-    record = ca.record(serial)
-    with ca.open() as managed:
-        with pytest.raises(StoreError, match='UNIQUE'):
-            with managed.store.write():
-                managed.store.insert(_twin(record))  # another current certificate for alice
-        with managed.store.write():
-            managed.store.insert(_twin(record, is_current=False))  # a non-current one is fine
-        with managed.store.write():
-            managed.store.insert(_twin(record, serial='BEEF01', fingerprint_sha256='X1', identity='bob'))
-    assert sum(r.is_current for r in ca.records('alice')) == 1
-
-
-@pytest.mark.parametrize('change', ['serial', 'fingerprint_sha256'])
-def test_serials_and_fingerprints_are_unique(ca, change):
-    record = ca.record(ca.ensure('alice')['serial'])
-    twin = _twin(record, is_current=False)
-    twin = dataclasses.replace(twin, **{change: getattr(record, change)})
-    before = ca.snapshot()
-    with ca.open() as managed:
-        with pytest.raises(StoreError, match='UNIQUE'):
-            with managed.store.write():
-                managed.store.insert(twin)
-    assert ca.snapshot() == before
-
-
-def test_write_rolls_back_on_error_and_refuses_nesting(ca):
-    before = ca.snapshot()
-    with ca.open() as managed:
-        with pytest.raises(RuntimeError):
-            with managed.store.write():
-                managed.store.append_audit(ca.clock(), 'test', None, [], 'ok')
-                managed.store.set_meta('config', {'tampered': True})
-                raise RuntimeError('boom')
-        with pytest.raises(StoreError, match='nested'):
-            with managed.store.write():
-                with managed.store.write():
-                    pass
-    assert ca.snapshot() == before
-
-
-def test_audit_entries_order_and_limit(ca):
-    for name in ('a', 'b', 'c'):
-        ca.ensure(name)
-    with ca.open() as managed, managed.store.read():
-        entries = managed.store.audit_entries()
-        last_two = managed.store.audit_entries(limit=2)
-        only_b = managed.store.audit_entries(identity='b')
-    assert [e['identity'] for e in entries] == [None, 'a', 'b', 'c']
-    assert [e['id'] for e in entries] == sorted(e['id'] for e in entries)
-    assert [e['identity'] for e in last_two] == ['b', 'c']
-    assert [e['identity'] for e in only_b] == ['b']
-
-
-def test_purge_and_drop_keys(ca):
-    keep = ca.ensure('keep', key_retention=10)['serial']
-    purge = ca.ensure('purge', key_retention=1)['serial']
-    now = ca.clock() + datetime.timedelta(days=1)
-    with ca.open() as managed:
-        with managed.store.write():
-            assert managed.store.purge_keys(now) == [purge]
-            assert managed.store.purge_keys(now) == []
-            assert managed.store.drop_key(keep, now) is True
-            assert managed.store.drop_key(keep, now) is False
-        with managed.store.read():
-            assert managed.store.wrapped_key(purge) is None and managed.store.wrapped_key(keep) is None
-    assert ca.record(purge).key_status == 'purged' and ca.record(purge).key_purged_at == now
-    assert ca.record(keep).key_status == 'purged'
 
 
 def test_state_files_are_private(ca):
@@ -316,3 +240,51 @@ def test_failed_migration_rolls_back(ca, monkeypatch):
         ca.open()
     monkeypatch.undo()
     assert ca.snapshot() == before
+
+
+# -- creation beside the final name -----------------------------------------------------------------------------
+
+def _names(folder) -> list:
+    return sorted(os.listdir(str(folder)))
+
+
+def test_create_new_builds_beside_and_activate_renames_without_wal(tmp_path):
+    path = str(tmp_path / 'state.db')
+    store = SQLiteStore.create_new(path)
+    with store.write():
+        store.set_meta('created_at', 'now')
+    assert 'state.db' not in _names(tmp_path) and 'state.db.new' in _names(tmp_path)
+    store.activate()
+    assert _names(tmp_path) == ['state.db']  # the WAL was folded in: no -wal, -shm or .new left
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    conn = _raw(path)
+    try:
+        assert conn.execute('PRAGMA journal_mode').fetchone()[0] == 'wal'
+        assert conn.execute("SELECT value FROM meta WHERE key = 'created_at'").fetchone()[0] == '"now"'
+    finally:
+        conn.close()
+
+
+def test_create_new_removes_what_an_unfinished_creation_left(tmp_path):
+    for name in ('state.db', 'state.db-wal', 'state.db-shm', 'state.db-journal', 'state.db.new',
+                 'state.db.new-wal', 'state.db.new-journal'):
+        (tmp_path / name).write_bytes(b'left over')
+    store = SQLiteStore.create_new(str(tmp_path / 'state.db'))
+    store.activate()
+    assert _names(tmp_path) == ['state.db']
+
+
+def test_discard_removes_the_new_files_and_keeps_the_state(tmp_path):
+    store = SQLiteStore.create_new(str(tmp_path / 'state.db'))
+    with store.write():
+        store.set_meta('created_at', 'now')
+    store.discard()
+    assert _names(tmp_path) == []
+    kept = SQLiteStore(str(tmp_path / 'kept.db'), create=True)
+    kept.activate()  # created in place: activating only closes it
+    assert _names(tmp_path) == ['kept.db']
+    opened = SQLiteStore(str(tmp_path / 'kept.db'))
+    with pytest.raises(StoreError, match='only a store being created'):
+        opened.discard()
+    opened.close()
+    assert _names(tmp_path) == ['kept.db']
