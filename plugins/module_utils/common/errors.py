@@ -61,7 +61,7 @@ class PassphraseError(CAError):
 
 
 class StoreError(CertfleetError):
-    """The state database is missing, corrupted, foreign or of an unknown schema."""
+    """The store is missing, corrupted, foreign, of an unknown schema, or stayed locked too long."""
 
     code = 'store'
 
@@ -74,7 +74,8 @@ class KeyUnavailableError(CertfleetError):
 
 
 class StoreDamagedError(StoreError):
-    """SQLite reports the state database as damaged (a malformed page, not a database): restore from a backup."""
+    """The store reports its storage as damaged (for SQLite a malformed page, not a database): restore from a
+    backup."""
 
     code = 'store_damaged'
 

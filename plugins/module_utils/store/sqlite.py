@@ -411,14 +411,16 @@ class SQLiteStore(CertificateStore):
         self._translated(self._conn.executemany, sql, rows)
 
     def _translated(self, call, sql: str, params):
-        """Run a statement; SQLite errors become StoreError, except "busy", which _retry handles."""
+        """Run a statement; SQLite errors become StoreError. "Busy" reaches here only once the busy handler and
+        _retry gave up (the timeout passed)."""
         try:
             return call(sql, params)
         except sqlite3.IntegrityError as exc:
             raise StoreError('the store refused a change: %s' % exc)
         except sqlite3.DatabaseError as exc:
             if _is_busy(exc):
-                raise
+                raise StoreError('%s stayed locked for more than %g seconds (SQLite: %s)'
+                                 % (self.path, self.timeout, exc), 'ca_path')
             if _is_damage(exc):
                 raise damaged_error(self.path, exc)
             raise StoreError('%s: %s' % (self.path, exc), 'ca_path')

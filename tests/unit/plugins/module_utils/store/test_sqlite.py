@@ -288,3 +288,21 @@ def test_discard_removes_the_new_files_and_keeps_the_state(tmp_path):
         opened.discard()
     opened.close()
     assert _names(tmp_path) == ['kept.db']
+
+
+def test_a_lock_held_past_the_timeout_is_a_store_error(tmp_path):
+    """Whoever waits longer than the busy timeout gets a StoreError naming the file, never sqlite3's own error."""
+    path = str(tmp_path / 'state.db')
+    SQLiteStore(path, create=True).close()
+    holder = _raw(path)
+    holder.execute('BEGIN IMMEDIATE')
+    store = SQLiteStore(path, timeout=0.3)
+    try:
+        with pytest.raises(StoreError) as err:
+            with store.write():
+                pass
+        assert path in err.value.message and 'locked' in err.value.message
+    finally:
+        store.close()
+        holder.execute('ROLLBACK')
+        holder.close()
