@@ -43,12 +43,13 @@ from dataclasses import dataclass
 from secrets import token_hex
 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CertfleetError, InputError
-from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
 from ansible_collections.certfleet.pki.plugins.module_utils.x509 import pkcs12 as pkcs12_lib
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import (
-    certificate_serial, fingerprints, normalize_fingerprint,
+    certificate_serial, certificate_summary, fingerprints, is_marked_ca, normalize_fingerprint,
 )
-from ansible_collections.certfleet.pki.plugins.module_utils.x509.issuer import issued_by, issuer_mismatch
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.issuer import (
+    issued_by, issuer_mismatch, refuse_foreign,
+)
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.pem import load_pem_certificate
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.pkcs12 import apple_compatible, open_pkcs12
 
@@ -175,25 +176,12 @@ class KeychainCertificate:
         return certificate_serial(self.certificate)
 
     def is_ca(self) -> bool:
-        try:
-            return bool(self.certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-        except x509.ExtensionNotFound:
-            return False
+        return is_marked_ca(self.certificate)
 
     def to_result(self, identity=None) -> dict:
-        return {
-            'fingerprint_sha1': self.sha1,
-            'fingerprint_sha256': self.sha256,
-            'subject': self.certificate.subject.rfc4514_string(),
-            'issuer': self.certificate.issuer.rfc4514_string(),
-            'serial': self.serial,
-            'not_before': to_iso(self.certificate.not_valid_before_utc),
-            'not_after': to_iso(self.certificate.not_valid_after_utc),
-            'is_ca': self.is_ca(),
-            'has_key': identity is not None,
-            'valid': identity.valid if identity is not None else None,
-            'trust_error': identity.error if identity is not None else None,
-        }
+        return dict(certificate_summary(self.certificate), is_ca=self.is_ca(), has_key=identity is not None,
+                    valid=identity.valid if identity is not None else None,
+                    trust_error=identity.error if identity is not None else None)
 
 
 def parse_certificates(output: str) -> list:
@@ -474,10 +462,9 @@ def _summary(entries: list) -> str:
 
 
 def _certificate_result(certificate) -> dict:
-    sha1, sha256 = fingerprints(certificate)
-    return {'fingerprint_sha1': sha1, 'fingerprint_sha256': sha256,
-            'subject': certificate.subject.rfc4514_string(), 'issuer': certificate.issuer.rfc4514_string(),
-            'serial': certificate_serial(certificate), 'not_after': to_iso(certificate.not_valid_after_utc)}
+    summary = certificate_summary(certificate)
+    del summary['not_before']
+    return summary
 
 
 def _validate_applications(applications) -> list:
@@ -624,8 +611,8 @@ def _present(store: Keychain, require_root, *, keychain_password, pkcs12_path, p
     else:
         after = before
         if changed and import_needed:
-            after = before + [dict(_certificate_result(certificate), not_before=to_iso(
-                certificate.not_valid_before_utc), is_ca=False, has_key=True, valid=None, trust_error=None)]
+            after = before + [dict(certificate_summary(certificate), is_ca=False, has_key=True, valid=None,
+                                   trust_error=None)]
         preferences = {url: sha1 for url in urls} if check_mode else preferences_before
     return {
         'changed': changed, 'keychain': store.path, 'state': 'present', 'reasons': reasons,
@@ -653,12 +640,7 @@ def _absent(store: Keychain, require_root, *, keychain_password, fingerprint_sha
     if wanted:
         targets = [c for sha1, c in certificates.items() if sha1 in wanted]
         if ca is not None:
-            foreign = [c for c in targets if not issued_by(c.certificate, ca)]
-            if foreign:
-                raise InputError('certificate %s (%s) %s; nothing was removed'
-                                 % (foreign[0].sha1, foreign[0].certificate.subject.rfc4514_string(),
-                                    issuer_mismatch(foreign[0].certificate, ca).replace('this CA', 'the given issuer')),
-                                 'issuer')
+            refuse_foreign([(c.sha1, c.certificate) for c in targets], ca)
     else:
         targets = [c for c in certificates.values() if not c.is_ca() and issued_by(c.certificate, ca)]
     targets = [c for c in targets if c.sha1 not in keep]

@@ -27,11 +27,12 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import
 from ansible_collections.certfleet.pki.plugins.module_utils.common.owner import (
     as_owner_of, check_writable_as_self, refuse_symlink,
 )
-from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import (
-    certificate_serial, fingerprint, normalize_fingerprint, normalize_serial,
+    certificate_serial, certificate_summary, fingerprint, is_marked_ca, normalize_fingerprint, normalize_serial,
 )
-from ansible_collections.certfleet.pki.plugins.module_utils.x509.issuer import issued_by, issuer_mismatch
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.issuer import (
+    issued_by, issuer_mismatch, refuse_foreign,
+)
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.pem import load_pem_certificate
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.pkcs12 import load_pkcs12
 
@@ -100,25 +101,11 @@ class NSSCertificate:
         return certificate_serial(self.certificate)
 
     def is_ca(self) -> bool:
-        try:
-            return bool(self.certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-        except x509.ExtensionNotFound:
-            return False
+        return is_marked_ca(self.certificate)
 
     def to_result(self) -> dict:
-        return {
-            'nickname': self.nickname,
-            'trust': self.trust,
-            'subject': self.certificate.subject.rfc4514_string(),
-            'issuer': self.certificate.issuer.rfc4514_string(),
-            'serial': self.serial,
-            'fingerprint_sha256': self.fingerprint_sha256,
-            'fingerprint_sha1': self.fingerprint_sha1,
-            'not_before': to_iso(self.certificate.not_valid_before_utc),
-            'not_after': to_iso(self.certificate.not_valid_after_utc),
-            'has_key': self.has_key,
-            'is_ca': self.is_ca(),
-        }
+        return dict({'nickname': self.nickname, 'trust': self.trust}, **certificate_summary(self.certificate),
+                    has_key=self.has_key, is_ca=self.is_ca())
 
 
 class _SecretFiles:
@@ -393,12 +380,7 @@ def ensure_nss_certificate(*, db, db_password=None, create_db=False, state='pres
                    and (wanted_serials is None or e.serial in wanted_serials)
                    and (nickname is None or e.nickname == nickname)]
         if ca is not None:
-            foreign = [e for e in targets if not issued_by(e.certificate, ca)]
-            if foreign:
-                raise InputError('certificate %s (%s) %s; nothing was removed'
-                                 % (foreign[0].serial, foreign[0].certificate.subject.rfc4514_string(),
-                                    issuer_mismatch(foreign[0].certificate, ca).replace('this CA', 'the given issuer')),
-                                 'issuer')
+            refuse_foreign([(e.serial, e.certificate) for e in targets], ca)
     else:
         targets = [e for e in before if e.has_key is not False and not e.is_ca() and issued_by(e.certificate, ca)]
     targets = [e for e in targets if e.fingerprint_sha256 not in keep]

@@ -12,8 +12,10 @@ from __future__ import annotations
 import re
 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
+from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
 
 try:
+    from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
 except ImportError:  # reported by the module through deps.require_cryptography()
     pass
@@ -63,6 +65,27 @@ def format_serial(serial_number: int) -> str:
 
 def certificate_serial(certificate) -> str:
     return format_serial(certificate.serial_number)
+
+
+def is_marked_ca(certificate) -> bool:
+    """True when basicConstraints says cA (what stores show as a CA entry; issuing needs keyCertSign too)."""
+    try:
+        return bool(certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def certificate_summary(certificate) -> dict:
+    """What every endpoint result says about a certificate: names, serial, fingerprints and validity."""
+    return {
+        'subject': certificate.subject.rfc4514_string(),
+        'issuer': certificate.issuer.rfc4514_string(),
+        'serial': certificate_serial(certificate),
+        'fingerprint_sha256': fingerprint(certificate),
+        'fingerprint_sha1': fingerprint(certificate, 'sha1'),
+        'not_before': to_iso(certificate.not_valid_before_utc),
+        'not_after': to_iso(certificate.not_valid_after_utc),
+    }
 
 
 def normalize_serial(value, field: str = 'serial') -> str:

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
+
 try:
     from cryptography import x509
 except ImportError:  # reported by the module through deps.require_cryptography()
@@ -39,3 +41,13 @@ def issuer_mismatch(certificate, ca_certificate) -> str:
     ca_key = x509.SubjectKeyIdentifier.from_public_key(ca_certificate.public_key()).digest
     return ('was issued by another CA of the same name %s, not by this CA (the certificate\'s authority key id is '
             '%s, this CA\'s key id is %s)' % (issuer, _key_id_hex(authority), _key_id_hex(ca_key)))
+
+
+def refuse_foreign(entries, ca_certificate, field: str = 'issuer') -> None:
+    """Refuse a removal when one of ``entries`` ((label, certificate) pairs) is not ``ca_certificate``'s."""
+    for label, certificate in entries:
+        if not issued_by(certificate, ca_certificate):
+            raise InputError('certificate %s (%s) %s; nothing was removed'
+                             % (label, certificate.subject.rfc4514_string(),
+                                issuer_mismatch(certificate, ca_certificate).replace('this CA', 'the given issuer')),
+                             field)

@@ -14,21 +14,25 @@ from cryptography.x509.oid import NameOID
 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import (
-    certificate_serial, fingerprint, fingerprints, format_serial, normalize_fingerprint, normalize_serial,
-    public_key_sha256,
+    certificate_serial, certificate_summary, fingerprint, fingerprints, format_serial, is_marked_ca,
+    normalize_fingerprint, normalize_serial, public_key_sha256,
 )
 
 SHA256 = 'AB' * 32
 SHA1 = '0F' * 20
 
 
-def _certificate(serial: int):
+NOW = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+
+
+def _certificate(serial: int, ca=None):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'identity test')])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(serial).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+               .serial_number(serial).not_valid_before(NOW).not_valid_after(NOW + datetime.timedelta(days=1)))
+    if ca is not None:
+        builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    return builder.sign(key, hashes.SHA256())
 
 
 @pytest.mark.parametrize('value, expected', [
@@ -129,3 +133,17 @@ def test_public_key_sha256_is_of_the_subject_public_key_info():
     assert len(value) == 64 and value == value.upper()
     assert value != fingerprint(certificate)
     assert value == public_key_sha256(certificate.public_key())
+
+
+@pytest.mark.parametrize('ca, expected', [(None, False), (False, False), (True, True)])
+def test_is_marked_ca_reads_basic_constraints(ca, expected):
+    assert is_marked_ca(_certificate(5, ca)) is expected
+
+
+def test_certificate_summary_is_what_endpoint_results_show():
+    certificate = _certificate(0x00BEEF)
+    assert certificate_summary(certificate) == {
+        'subject': 'CN=identity test', 'issuer': 'CN=identity test', 'serial': 'BEEF',
+        'fingerprint_sha256': fingerprint(certificate), 'fingerprint_sha1': fingerprint(certificate, 'sha1'),
+        'not_before': '2026-01-02T03:04:05Z', 'not_after': '2026-01-03T03:04:05Z',
+    }

@@ -12,7 +12,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.certfleet.pki.plugins.module_utils.x509.issuer import issued_by, issuer_mismatch
+from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.issuer import (
+    issued_by, issuer_mismatch, refuse_foreign,
+)
 
 
 def _name(cn: str):
@@ -74,3 +77,23 @@ def test_mismatch_by_key_identifier_for_two_cas_of_one_name(cas, with_aki):
     assert issuer_mismatch(leaf, twin) == (
         "was issued by another CA of the same name CN=Example CA, not by this CA (the certificate's authority key "
         "id is %s, this CA's key id is %s)" % (authority, twin_key))
+
+
+def test_refuse_foreign_names_the_first_foreign_certificate_and_the_field(cas):
+    ca, ca_key = cas['ca']
+    own = _leaf(ca, ca_key)
+    twin, twin_key = cas['twin']
+    foreign = _leaf(twin, twin_key)
+    refuse_foreign([('1', own), ('2', own)], ca)  # all of this CA: nothing to refuse
+    refuse_foreign([], ca)
+    with pytest.raises(InputError) as error:
+        refuse_foreign([('1', own), ('AB', foreign)], ca)
+    assert error.value.field == 'issuer'
+    assert str(error.value).startswith('certificate AB (CN=alice) was issued by another CA of the same name CN=Example '
+                                       'CA, not by the given issuer (')
+    assert str(error.value).endswith('; nothing was removed')
+    with pytest.raises(InputError) as error:
+        refuse_foreign([('CD', _leaf(ca, ca_key))], cas['other'][0], 'ca_certificate')
+    assert error.value.field == 'ca_certificate'
+    assert str(error.value) == ('certificate CD (CN=alice) was issued by CN=Example CA, not by the given issuer '
+                                '(CN=Other CA); nothing was removed')
