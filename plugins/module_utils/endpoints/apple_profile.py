@@ -31,6 +31,7 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil impo
 from ansible_collections.certfleet.pki.plugins.module_utils.x509 import pkcs12 as pkcs12_lib
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import certificate_serial, fingerprint
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.issuer import issued_by, issuer_mismatch
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.names import common_name
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.pem import load_pem_certificate
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.pkcs12 import apple_compatible, open_pkcs12
 
@@ -61,16 +62,11 @@ def profile_identifier(identity: str, prefix: str = 'certfleet.pki') -> str:
     return '%s.%s' % (prefix, safe)
 
 
-def _common_name(certificate, fallback: str) -> str:
-    names = certificate.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
-    return str(names[0].value) if names else fallback
-
-
 def build_profile(*, identity: str, identifier: str, pkcs12_data: bytes, certificate, ca=None, password=None,
                   include_password: bool = False, display_name: str | None = None, organization: str | None = None,
                   description: str | None = None) -> dict:
     """The profile as a dict for plistlib (bytes become <data>)."""
-    cn = _common_name(certificate, identity)
+    cn = common_name(certificate.subject, identity)
     identity_payload = {
         'PayloadCertificateFileName': '%s.p12' % re.sub(r'[^A-Za-z0-9.@_-]+', '-', identity),
         'PayloadContent': pkcs12_data,
@@ -89,7 +85,7 @@ def build_profile(*, identity: str, identifier: str, pkcs12_data: bytes, certifi
             'PayloadCertificateFileName': 'ca.cer',
             'PayloadContent': ca.public_bytes(serialization.Encoding.DER),
             'PayloadDescription': 'CA that issued the client certificate',
-            'PayloadDisplayName': _common_name(ca, 'CA'),
+            'PayloadDisplayName': common_name(ca.subject, 'CA'),
             'PayloadIdentifier': '%s.root' % identifier,
             'PayloadType': ROOT_TYPE,
             'PayloadUUID': payload_uuid(identifier, identity, ROOT_TYPE),

@@ -33,6 +33,7 @@ from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.issuer import (
     issued_by, issuer_mismatch, refuse_foreign,
 )
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.names import common_name
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.pem import load_pem_certificate
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.pkcs12 import load_pkcs12
 
@@ -342,7 +343,7 @@ def ensure_nss_certificate(*, db, db_password=None, create_db=False, state='pres
             if imported:
                 database.import_pkcs12(pkcs12_path, pkcs12_password)
             if ca is not None and ca_change is not None:
-                nickname_for_ca = ca_nickname or _ca_nickname(ca)
+                nickname_for_ca = ca_nickname or common_name(ca.subject)
                 current = {e.fingerprint_sha256: e for e in database.certificates()}.get(
                     fingerprint(ca))
                 if current is None:
@@ -427,11 +428,6 @@ def _as_list(value) -> list:
     if value is None:
         return []
     return list(value) if isinstance(value, (list, tuple, set)) else [value]
-
-
-def _ca_nickname(ca) -> str:
-    names = ca.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
-    return str(names[0].value) if names else ca.subject.rfc4514_string()
 
 
 def as_database_owner(operation, *, db, owner=None, **kwargs) -> dict:

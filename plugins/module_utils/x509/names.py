@@ -115,6 +115,14 @@ def name_to_subject(name) -> dict:
     return result
 
 
+def common_name(name, fallback: str | None = None) -> str:
+    """The first CN of an x509.Name; without one ``fallback``, or else the whole name in RFC 4514 form."""
+    values = name.get_attributes_for_oid(ObjectIdentifier(_ATTRIBUTES['CN'][0]))
+    if values:
+        return str(values[0].value)
+    return fallback if fallback is not None else name.rfc4514_string()
+
+
 def subject_display(subject: dict) -> dict:
     """Plain dict for results: single values as strings."""
     return {key: (values[0] if len(values) == 1 else list(values)) for key, values in subject.items()}

@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.names import (
-    SUBJECT_ORDER, UPN_OID, canonical_attribute, certificate_sans, general_names_to_sans, name_to_subject,
+    SUBJECT_ORDER, UPN_OID, canonical_attribute, certificate_sans, common_name, general_names_to_sans, name_to_subject,
     normalize_san, normalize_sans, normalize_subject, san_domain, san_to_general_name, subject_display,
     subject_to_name,
 )
@@ -229,3 +229,13 @@ def test_upn_other_name_round_trip_through_a_real_certificate(ca, tmp_path, upn)
                           capture_output=True, check=True).stdout.decode('utf-8')
     assert 'UPN:' in text
     assert upn in text
+
+
+@pytest.mark.parametrize('subject, fallback, expected', [
+    ({'CN': 'Example CA', 'O': 'Example'}, None, 'Example CA'),
+    ({'CN': ['first', 'second']}, 'fallback', 'first'),
+    ({'O': 'Example', 'C': 'DE'}, 'CA', 'CA'),
+    ({'O': 'Example', 'C': 'DE'}, None, 'O=Example,C=DE'),
+])
+def test_common_name(subject, fallback, expected):
+    assert common_name(subject_to_name(normalize_subject(subject)), fallback) == expected
