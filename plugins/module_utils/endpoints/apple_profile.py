@@ -38,7 +38,6 @@ from ansible_collections.certfleet.pki.plugins.module_utils.x509.pkcs12 import a
 try:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.serialization import pkcs12
 except ImportError:
     pass
 
@@ -114,10 +113,8 @@ def serialize_profile(profile: dict) -> bytes:
 def _describe_pkcs12(data: bytes, password) -> dict:
     """What an embedded PKCS#12 holds, compared instead of its bytes (re-encryption changes every byte)."""
     try:
-        parsed = pkcs12.load_pkcs12(data, str(password).encode('utf-8'))
-    except (ValueError, TypeError):
-        return {'readable': False}
-    if parsed.cert is None or parsed.key is None:
+        parsed = pkcs12_lib.open_pkcs12_data(data, password)
+    except InputError:
         return {'readable': False}
     certificate = parsed.cert.certificate
     key_matches = (parsed.key.public_key().public_bytes(serialization.Encoding.DER,
@@ -230,10 +227,7 @@ def ensure_apple_profile(*, dest, identity, pkcs12_path, pkcs12_password, ca_cer
         raise InputError('the certificate in %s %s' % (pkcs12_path, issuer_mismatch(certificate, ca)), 'ca_certificate')
     warnings = []
     if pkcs12_encryption == 'legacy':
-        friendly = (parsed.cert.friendly_name or b'').decode('utf-8', 'replace') or identity
-        chain = [c.certificate for c in parsed.additional_certs]
-        embedded = pkcs12_lib.serialize(key=parsed.key, certificate=certificate, chain=chain,
-                                        password=pkcs12_password, encryption='legacy', friendly_name=friendly)
+        embedded = pkcs12_lib.repack(parsed, pkcs12_password, 'legacy', default_name=identity)
     else:
         embedded = data
         compatible, encryption = apple_compatible(data)

@@ -583,12 +583,9 @@ def _present(store: Keychain, require_root, *, keychain_password, pkcs12_path, p
                     # A copy in the legacy encryption macOS reads, under a one-time password: the user's PKCS#12
                     # password never reaches a command line, and AES/PBES2 files import too.
                     one_time = token_hex(24)
-                    copy = pkcs12_lib.serialize(
-                        key=parsed.key, certificate=certificate,
-                        chain=[c.certificate for c in parsed.additional_certs
-                               if fingerprints(c.certificate)[0] not in certificates],
-                        password=one_time, encryption='legacy',
-                        friendly_name=(parsed.cert.friendly_name or b'').decode('utf-8', 'replace') or None)
+                    copy = pkcs12_lib.repack(parsed, one_time, 'legacy', chain=[
+                        c.certificate for c in parsed.additional_certs
+                        if fingerprints(c.certificate)[0] not in certificates])
                     store.import_pkcs12(secrets.write('import.p12', copy), one_time, applications, non_extractable,
                                         os.path.basename(pkcs12_path))
                 else:

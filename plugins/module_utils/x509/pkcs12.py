@@ -148,21 +148,43 @@ def open_pkcs12(path: str, password) -> tuple:
         raise InputError('%s is a folder, expected a PKCS#12 file' % path, 'pkcs12_path')
     except OSError as exc:
         raise InputError('%s cannot be read (%s)' % (path, exc.strerror or exc), 'pkcs12_path')
+    return open_pkcs12_data(data, password, path), data
+
+
+def open_pkcs12_data(data: bytes, password, shown: str = 'the PKCS#12 data'):
+    """Open PKCS#12 bytes that must hold a certificate and its key; errors name pkcs12_path or pkcs12_password."""
     if password is None or password == '':
-        raise InputError('is required to open %s' % path, 'pkcs12_password')
+        raise InputError('is required to open %s' % shown, 'pkcs12_password')
     try:
         parsed = pkcs12.load_pkcs12(data, str(password).encode('utf-8'))
     except ValueError as exc:
         text = str(exc).lower()
         if 'password' in text or 'mac' in text or 'decrypt' in text:
-            raise InputError('does not open %s (wrong password)' % path, 'pkcs12_password')
-        raise InputError('%s is not a readable PKCS#12 file (%s)' % (path, exc), 'pkcs12_path')
+            raise InputError('does not open %s (wrong password)' % shown, 'pkcs12_password')
+        raise InputError('%s is not a readable PKCS#12 file (%s)' % (shown, exc), 'pkcs12_path')
     if parsed.cert is None or parsed.key is None:
-        raise InputError('%s must hold a certificate and its private key' % path, 'pkcs12_path')
-    return parsed, data
+        raise InputError('%s must hold a certificate and its private key' % shown, 'pkcs12_path')
+    return parsed
 
 
 def load_pkcs12(path: str, password) -> tuple:
     """Open a PKCS#12 file; returns (certificate, chain)."""
     parsed, _data = open_pkcs12(path, password)
     return parsed.cert.certificate, [c.certificate for c in parsed.additional_certs]
+
+
+def friendly_name(parsed) -> str | None:
+    """The friendly name of an opened PKCS#12's certificate, if it has one."""
+    return (parsed.cert.friendly_name or b'').decode('utf-8', 'replace') or None
+
+
+def repack(parsed, password, encryption: str = 'legacy', chain=None, default_name: str | None = None) -> bytes:
+    """An opened PKCS#12's key and certificate again, under ``password`` in ``encryption``.
+
+    ``chain`` replaces the file's own chain (for example without what a store already holds); the friendly name
+    is kept, or ``default_name`` when there was none.
+    """
+    if chain is None:
+        chain = [c.certificate for c in parsed.additional_certs]
+    return serialize(key=parsed.key, certificate=parsed.cert.certificate, chain=chain, password=password,
+                     encryption=encryption, friendly_name=friendly_name(parsed) or default_name)

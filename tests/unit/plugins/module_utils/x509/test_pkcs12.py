@@ -210,3 +210,35 @@ def test_open_pkcs12_errors_name_the_parameter(material, tmp_path):
         with pytest.raises(InputError) as error:
             pkcs12_lib.open_pkcs12(path, password)
         assert (error.value.field, message in str(error.value)) == (field, True), (path, str(error.value))
+
+
+def test_open_pkcs12_data_opens_bytes_with_the_same_errors(material):
+    key, certificate, chain = material
+    data = pkcs12_lib.serialize(key=key, certificate=certificate, chain=chain, password=PASSWORD)
+    assert pkcs12_lib.open_pkcs12_data(data, PASSWORD).cert.certificate == certificate
+    for value, password, field, message in [
+        (data, None, 'pkcs12_password', 'is required to open the PKCS#12 data'),
+        (data, 'wrong', 'pkcs12_password', 'does not open the PKCS#12 data (wrong password)'),
+        (b'garbage', PASSWORD, 'pkcs12_path', 'the PKCS#12 data is not a readable PKCS#12 file'),
+    ]:
+        with pytest.raises(InputError) as error:
+            pkcs12_lib.open_pkcs12_data(value, password)
+        assert (error.value.field, message in str(error.value)) == (field, True), str(error.value)
+
+
+@pytest.mark.parametrize('name, default, expected', [('alice@example', None, 'alice@example'),
+                                                     ('alice@example', 'fallback', 'alice@example'),
+                                                     (None, 'fallback', 'fallback'), (None, None, None)])
+def test_repack_keeps_key_certificate_and_friendly_name(material, name, default, expected):
+    key, certificate, chain = material
+    data = pkcs12_lib.serialize(key=key, certificate=certificate, chain=chain, password=PASSWORD, friendly_name=name)
+    parsed = pkcs12_lib.open_pkcs12_data(data, PASSWORD)
+    assert pkcs12_lib.friendly_name(parsed) == name
+    copy = pkcs12_lib.repack(parsed, 'one time', 'legacy', default_name=default)
+    assert pkcs12_lib.describe(copy)['encryption'] == 'legacy'
+    reopened = pkcs12_lib.open_pkcs12_data(copy, 'one time')
+    assert reopened.cert.certificate == certificate
+    assert [c.certificate for c in reopened.additional_certs] == chain
+    assert public_keys_match(reopened.key.public_key(), key.public_key())
+    assert pkcs12_lib.friendly_name(reopened) == expected
+    assert pkcs12_lib.open_pkcs12_data(pkcs12_lib.repack(parsed, 'x', 'modern', chain=[]), 'x').additional_certs == []
