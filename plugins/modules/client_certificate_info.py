@@ -249,6 +249,32 @@ deployments:
   sample:
     - {identity: alice, host: laptop-17, serial: 5F1B0C2D9E8A7B6C, stores: [chromium, firefox],
        deployed_at: "2026-11-21T08:06:00Z"}
+superseded:
+  description:
+    - The certificates of O(identity) other than its current one, oldest first, whatever the other filters select
+      (renewed ones pending revocation, revoked and expired ones). The CA decides this once from its record; the
+      C(certfleet.pki.deploy) role removes exactly these from the stores, and C(certfleet.pki.revoke) takes the
+      revoked ones among them.
+    - Every certificate of the identity when it has no current one (its current certificate was revoked).
+  returned: when O(identity) is given and O(requests) is not
+  type: list
+  elements: dict
+  contains:
+    serial:
+      description: Serial number, upper-case hex.
+      type: str
+    fingerprint_sha1:
+      description: SHA-1 fingerprint (the Windows certificate thumbprint), upper-case hex without colons.
+      type: str
+    fingerprint_sha256:
+      description: SHA-256 fingerprint, upper-case hex without colons.
+      type: str
+    status:
+      description: V(valid), V(revoked) or V(expired) (computed from the clock).
+      type: str
+  sample:
+    - {serial: 4A0E7F12C3B5D6E8, fingerprint_sha1: 0F3C9A1B2D4E6F8091A2B3C4D5E6F708192A3B4C,
+       fingerprint_sha256: 9C1D0E2F3A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5, status: valid}
 count:
   description: Number of certificates in RV(certificates).
   returned: always

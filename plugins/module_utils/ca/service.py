@@ -536,6 +536,10 @@ class ManagedCA:
             horizon = now + datetime.timedelta(days=days)
         with self.store.read():
             records = self.store.find(identity=identity, serials=serials)
+            # The identity's whole history, whatever the other filters select: the source of `superseded`.
+            history = None
+            if identity is not None:
+                history = records if serials is None else self.store.find(identity=identity)
             counts = self.store.counts(now)
             deployed = (self.store.deployments([identity] if identity is not None else None)
                         if include_deployments else None)
@@ -557,6 +561,11 @@ class ManagedCA:
             authority['certificate'] = self.authority.certificate_pem()
         result = {'changed': False, 'certificates': selected, 'count': len(selected), 'totals': counts,
                   'ca': authority}
+        if history is not None:
+            # Supersede decided once: every certificate of the identity but its current one leaves the stores.
+            result['superseded'] = [{'serial': r.serial, 'fingerprint_sha1': r.fingerprint_sha1,
+                                     'fingerprint_sha256': r.fingerprint_sha256, 'status': r.state(now)}
+                                    for r in history if not r.is_current]
         if deployed is not None:
             # Which host carries which serial, as the deploy role recorded it; the report and revoke playbooks
             # read it. Only the selected certificates' records with a serial or identity filter.
