@@ -21,7 +21,8 @@ AKI = {'critical': False, 'field': 'Authority Key Identifier', 'value': 'KeyID=2
 OTHER_AKI = {'critical': False, 'field': 'Authority Key Identifier', 'value': 'KeyID=99 99 99 99'}
 
 
-def certificate(thumbprint, issuer=CA_DN, key=True, aki=AKI, is_ca=None):
+def certificate(thumbprint, issuer=CA_DN, key=True, aki='same', is_ca=None):
+    aki = AKI if aki == 'same' else aki
     entry = {'thumbprint': thumbprint, 'issuer': issuer, 'subject': 'CN=%s' % thumbprint[:4],
              'has_private_key': key, 'extensions': [aki] if aki else []}
     if is_ca is not None:
@@ -40,9 +41,9 @@ MY = [
 PFX = [NEW.lower(), CHAIN]
 
 
-def plan(my=MY, **kwargs):
+def plan(my=None, **kwargs):
     kwargs.setdefault('pfx_thumbprints', PFX)
-    return windows_store_plan(my, **kwargs)
+    return windows_store_plan(MY if my is None else my, **kwargs)
 
 
 def test_registered_as_a_filter():
