@@ -110,7 +110,7 @@ def write_request_file(path: str, people: list, key_type: str) -> None:
 
 
 def make_pristine_ca(path: str) -> None:
-    from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ensure_ca
+    from ansible_collections.certfleet.pki.plugins.module_utils.ca.setup import ensure_ca
     if os.path.exists(path):
         shutil.rmtree(path)
     ensure_ca(ca_path=path, ca_passphrase=PASSPHRASE, subject={'CN': 'Bench Bulk CA', 'O': 'Example Org'},

@@ -68,7 +68,8 @@ def inventory(hosts: int, per_host: int, ca_path: str, python: str, crl_dest: st
 
 def build(work: str, hosts: int, per_host: int, due_percent: int, python: str) -> dict:
     """Create ``work``/ca.pristine (the CA in its starting state) and ``work``/inventory.json."""
-    from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA, ensure_ca
+    from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA
+    from ansible_collections.certfleet.pki.plugins.module_utils.ca.setup import ensure_ca
 
     if os.path.exists(work):
         shutil.rmtree(work)

@@ -188,7 +188,7 @@ ca_path:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.keys import KEY_TYPES
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ensure_ca
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.setup import ensure_ca
 from ansible_collections.certfleet.pki.plugins.module_utils.common.ansible_glue import (
     ca_argument_spec, require_cryptography, run,
 )

@@ -227,7 +227,8 @@ includes_chain:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.pkcs12 import ENCRYPTIONS
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import EXPORT_FORMATS, ManagedCA
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.export import EXPORT_FORMATS
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA
 from ansible_collections.certfleet.pki.plugins.module_utils.common.ansible_glue import (
     ca_argument_spec, require_cryptography, run,
 )

@@ -394,7 +394,8 @@ ca:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA, STATUSES
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.queries import STATUSES
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA
 from ansible_collections.certfleet.pki.plugins.module_utils.common.ansible_glue import (
     ca_argument_spec, require_cryptography, run,
 )

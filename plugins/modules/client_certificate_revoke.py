@@ -156,7 +156,8 @@ certificates:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA, WHICH
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.revocation import WHICH
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA
 from ansible_collections.certfleet.pki.plugins.module_utils.common.ansible_glue import (
     ca_argument_spec, require_cryptography, run,
 )

@@ -31,9 +31,8 @@ except ImportError:
     for _name in [n for n in sys.modules if n == 'ansible_collections' or n.startswith('ansible_collections.')]:
         del sys.modules[_name]  # a namespace package without certfleet may have been cached
 
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import (  # noqa: E402
-    ManagedCA, ensure_ca,
-)
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA  # noqa: E402
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.setup import ensure_ca  # noqa: E402
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import utcnow  # noqa: E402
 
 PASSPHRASE = 'correct horse battery staple'

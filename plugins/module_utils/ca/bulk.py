@@ -14,7 +14,6 @@ A line already carried out (same content) is recognised and reported as unchange
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import multiprocessing
@@ -25,9 +24,12 @@ import shutil
 import zipfile
 from dataclasses import dataclass, field
 
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.inputs import validate_identity, validate_reason
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.keys import generate_private_key
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.profiles import BACKDATE, build_client_certificate
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import validate_identity, validate_reason
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.profiles import DEFAULT_PROFILE
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.lifecycle import (
+    Issued, KEY_RETENTION_DAYS, KEY_TYPE, RENEW_BEFORE, VALID_DAYS, commit_issued, commit_revoked, decide,
+)
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import (
     CertfleetError, InputError, StoreError,
 )
@@ -36,18 +38,9 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.files import 
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.common.tabular import format_for, read_table, render_table
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import parse_renew_window, to_iso
-from ansible_collections.certfleet.pki.plugins.module_utils.store.base import CertificateRecord, KEY_HELD
+from ansible_collections.certfleet.pki.plugins.module_utils.store.base import CertificateRecord
 from ansible_collections.certfleet.pki.plugins.module_utils.x509 import pkcs12 as pkcs12_lib
-from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import (
-    fingerprint, format_serial, normalize_serial, public_key_sha256,
-)
-from ansible_collections.certfleet.pki.plugins.module_utils.x509.names import subject_to_name
-
-try:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-except ImportError:
-    pass
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import normalize_serial
 
 ACTIONS = ('issue', 'renew', 'revoke')
 DELIVERIES = ('individual', 'bundle')
@@ -177,8 +170,8 @@ class BulkRequest:
 
     def __init__(self, ca, *, src: str, format: str = 'auto', on_error: str = 'abort', delivery: str = 'individual',
                  dest: str | None = None, encryption: str = 'modern', iterations: int | None = None,
-                 defaults: dict | None = None, renew_before='30d', key_retention=30, workers: int | None = None,
-                 name: str | None = None):
+                 defaults: dict | None = None, renew_before=RENEW_BEFORE, key_retention=KEY_RETENTION_DAYS,
+                 workers: int | None = None, name: str | None = None):
         if on_error not in ON_ERROR:
             raise InputError('unknown value %r (use abort or skip)' % on_error, 'on_error')
         if delivery not in DELIVERIES:
@@ -203,7 +196,8 @@ class BulkRequest:
         self.encryption = encryption
         self.iterations = iterations or BULK_ITERATIONS[encryption]
         self.defaults = dict(defaults or {})
-        self.window = parse_renew_window(renew_before)
+        parse_renew_window(renew_before)  # a bad value is refused before any line is read
+        self.renew_before = renew_before
         self.key_retention = key_retention
         self.workers = workers
         self.table = read_table(src, format)
@@ -348,7 +342,6 @@ class BulkRequest:
     def _plan_certificate(self, line: Line, history: list, by_serial: dict, done_by_digest: dict) -> None:
         values = line.values
         current = next((r for r in history if r.is_current and r.status == 'valid'), None)
-        expired = current is not None and self.now >= current.not_after
         if line.action == 'renew':
             if current is None:
                 last = history[-1] if history else None
@@ -368,25 +361,26 @@ class BulkRequest:
                 raise InputError('is required for issue lines', 'subject.CN')
             subject = self._subject_from(line, None)
             sans = None
-            profile = values.get('profile') or self.defaults.get('profile') or 'client'
-            key_type = values.get('key_type') or self.defaults.get('key_type') or 'rsa2048'
+            profile = values.get('profile') or self.defaults.get('profile') or DEFAULT_PROFILE
+            key_type = values.get('key_type') or self.defaults.get('key_type') or KEY_TYPE
         wanted = self.ca.build_wanted(
             identity=line.identity, subject=subject, email=values.get('email') or None, sans=sans,
             profile=profile, key_type=key_type,
-            valid_days=values.get('valid_days') or self.defaults.get('valid_days') or 365,
-            key_retention=self.key_retention)
+            valid_days=values.get('valid_days') or self.defaults.get('valid_days') or VALID_DAYS,
+            renew_before=self.renew_before, key_retention=self.key_retention)
         line.wanted = wanted
         line.current = current
+        decision = decide(current, wanted, self.now, bool(history))
+        changes = '; '.join(r.text for r in decision.changes())
         if line.action == 'issue':
-            if current is None or expired:
+            if current is None or 'expired' in decision.codes:
                 line.outcome = 'issue'
                 line.previous_serial = current.serial if current else None
                 line.message = 'no valid certificate' if current is None else 'the current one expired'
                 return
-            differences = _differences(current, wanted)
-            if differences:
+            if changes:
                 raise InputError('%r already holds certificate %s (%s); use action renew'
-                                 % (line.identity, current.serial, '; '.join(differences)), 'identity')
+                                 % (line.identity, current.serial, changes), 'identity')
             line.outcome = 'unchanged'
             line.new_serial = current.serial
             line.message = 'already holds certificate %s, valid until %s' % (current.serial, to_iso(current.not_after))
@@ -399,7 +393,7 @@ class BulkRequest:
                 raise InputError('%s is not a certificate of identity %r' % (line.serial, line.identity), 'serial')
             raise InputError('%s is not the current certificate of %r (that is %s); renew names the current one'
                              % (line.serial, line.identity, current.serial), 'serial')
-        if earlier and not expired and self.now < self.window.starts_at(current.not_before, current.not_after):
+        if earlier and not decision.window_reached:
             line.outcome = 'unchanged'
             line.new_serial = current.serial
             line.previous_serial = earlier[-1]['previous_serial']
@@ -407,8 +401,7 @@ class BulkRequest:
             return
         line.outcome = 'renew'
         line.previous_serial = current.serial
-        differences = _differences(current, wanted)
-        line.message = 'renewed' + (' (%s)' % '; '.join(differences) if differences else '')
+        line.message = 'renewed' + (' (%s)' % changes if changes else '')
 
     def _plan_revoke(self, line: Line, history: list, by_serial: dict, done_by_digest: dict) -> None:
         done = {row['serial'] for row in done_by_digest.get(line.digest, [])}
@@ -534,15 +527,12 @@ class BulkRequest:
             return {}
         authority = self.ca.authority
         context = {
-            'ca_certificate': authority.certificate, 'ca_key': authority.key,
-            'chain': [authority.certificate] + list(authority.chain), 'crl_url': self.ca.crl_url, 'now': self.now,
-            'wrapper': self.ca._wrapper(), 'encryption': self.encryption, 'iterations': self.iterations,
+            'signer': self.ca.signer(), 'chain': [authority.certificate] + list(authority.chain), 'now': self.now,
+            'wrapper': self.ca.key_wrapper(), 'encryption': self.encryption, 'iterations': self.iterations,
             'staging': staging,
         }
-        jobs = [{'line': line.number, 'identity': line.identity, 'subject': line.wanted.subject,
-                 'sans': line.wanted.sans, 'profile': line.wanted.profile, 'key_type': line.wanted.key_type,
-                 'valid_days': line.wanted.valid_days, 'key_retention': line.wanted.key_retention,
-                 'file_name': line.file_name} for line in lines]
+        jobs = [{'line': line.number, 'wanted': line.wanted, 'file_name': line.file_name,
+                 'renews': line.current.serial if line.current is not None else None} for line in lines]
         return {item['line']: item for item in run_jobs(jobs, context, self.workers)}
 
     def _write_outputs(self, staging: str, issued: dict) -> None:
@@ -560,7 +550,7 @@ class BulkRequest:
         if not issued:
             return
         passwords = render_table(['identity', 'serial', 'file', 'password'],
-                                 [(line.identity, issued[line.number]['serial'], line.file_name,
+                                 [(line.identity, issued[line.number]['record'].serial, line.file_name,
                                    issued[line.number]['password'])
                                   for line in self.lines if line.number in issued], delimiter)
         if self.delivery == 'individual':
@@ -585,77 +575,64 @@ class BulkRequest:
     def _result_row(self, line: Line, issued: dict) -> list:
         row = line.result()
         if line.number in issued:
-            row['serial'] = issued[line.number]['serial']
+            row['serial'] = issued[line.number]['record'].serial
         return [row[c] for c in RESULT_COLUMNS]
 
     def _commit(self, work: list, issued: dict, batch: str) -> None:
+        """Every certificate, revocation and audit entry in one transaction, or nothing."""
         store = self.ca.store
-        now = self.now
-        records = {}
         for line in work:
             if line.number in issued:
-                item = issued[line.number]
-                line.new_serial = item['serial']
-                records[line.number] = _record_from(item, line, now)
-        identities = sorted({line.identity for line in work})
+                line.new_serial = issued[line.number]['record'].serial
         with store.write():
-            store.purge_keys(now)
-            latest = {r.serial: r for r in store.find(identities=identities)}
-            current_now = {r.identity: r.serial for r in latest.values() if r.is_current and r.status == 'valid'}
-            new_serials = [item['serial'] for item in issued.values()]
-            if store.find(serials=new_serials):
-                raise StoreError('a drawn serial number is already in use; nothing was written, run again')
+            store.purge_keys(self.now)
+            self._check_unchanged(store, work, issued)
             for line in work:
-                planned = line.current.serial if line.current is not None else None
-                if line.outcome in ('issue', 'renew') and current_now.get(line.identity) != planned:
-                    raise StoreError('%s: the certificates of %r changed while this batch was prepared (another run '
-                                     'at the same time?); nothing was written, run the file again'
-                                     % (line.label(), line.identity), 'src')
-                if line.outcome == 'revoke':
-                    for target in line.targets:
-                        now_record = latest.get(target.serial) or store.get(target.serial)
-                        if now_record is None or now_record.status != 'valid':
-                            raise StoreError('%s: certificate %s was revoked by someone else while this batch was '
-                                             'prepared; nothing was written, run the file again'
-                                             % (line.label(), target.serial), 'src')
-            request_rows = []
-            for line in work:
+                details = {'request': batch, 'line': line.number}
                 if line.outcome in ('issue', 'renew'):
-                    record = records[line.number]
-                    previous = line.current  # the identity's valid current certificate, or None
-                    if previous is not None:
-                        store.supersede(previous.serial, record.serial)
-                    store.insert(record, issued[line.number]['wrapped'])
-                    if previous is not None:
-                        store.link_renewal(previous.serial, record.serial)
-                    verb = 'issued' if line.outcome == 'issue' else 'renewed'
-                    store.append_audit(now, line.outcome, line.identity,
-                                       [record.serial] + ([previous.serial] if previous else []), verb,
-                                       {'request': batch, 'line': line.number, 'profile': record.profile,
-                                        'not_after': to_iso(record.not_after), 'key_status': record.key_status,
-                                        'previous_serial': previous.serial if previous else None,
-                                        'delivery': self.delivery})
-                    request_rows.append({'digest': line.digest, 'action': line.action, 'identity': line.identity,
-                                         'serial': record.serial,
-                                         'previous_serial': previous.serial if previous else None, 'batch': batch,
-                                         'line': line.number, 'processed_at': now})
+                    item = issued[line.number]
+                    commit_issued(store, [Issued(item['record'], item['wrapped'], line.current, line.outcome,
+                                                 dict(details, delivery=self.delivery))], self.now)
                 else:
-                    for target in line.targets:
-                        store.revoke(target.serial, now, line.reason)
-                        store.drop_key(target.serial, now)
-                        store.append_audit(now, 'revoke', target.identity, [target.serial], 'revoked',
-                                           {'reason': line.reason, 'request': batch, 'line': line.number,
-                                            'was_current': target.is_current,
-                                            'was_pending_revocation': target.pending_revocation})
-                        request_rows.append({'digest': line.digest, 'action': 'revoke', 'identity': target.identity,
-                                             'serial': target.serial, 'previous_serial': None, 'batch': batch,
-                                             'line': line.number, 'processed_at': now})
-            store.record_request_rows(request_rows)
-            counts = self.counts()
-            store.append_audit(now, 'bulk_request', None, [], 'done',
+                    commit_revoked(store, line.targets, self.now, line.reason, details)
+            store.record_request_rows(self._request_rows(work, batch))
+            store.append_audit(self.now, 'bulk_request', None, [], 'done',
                                {'request': batch, 'src': os.path.abspath(self.src), 'src_sha256': self.src_sha256,
-                                'lines': len(self.lines), 'counts': counts, 'delivery': self.delivery,
+                                'lines': len(self.lines), 'counts': self.counts(), 'delivery': self.delivery,
                                 'encryption': self.encryption, 'on_error': self.on_error})
+
+    def _check_unchanged(self, store, work: list, issued: dict) -> None:
+        """Under the write lock: nothing the decisions rest on changed since the plan."""
+        identities = sorted({line.identity for line in work})
+        latest = {r.serial: r for r in store.find(identities=identities)}
+        current_now = {r.identity: r.serial for r in latest.values() if r.is_current and r.status == 'valid'}
+        if store.find(serials=[item['record'].serial for item in issued.values()]):
+            raise StoreError('a drawn serial number is already in use; nothing was written, run again')
+        for line in work:
+            planned = line.current.serial if line.current is not None else None
+            if line.outcome in ('issue', 'renew') and current_now.get(line.identity) != planned:
+                raise StoreError('%s: the certificates of %r changed while this batch was prepared (another run '
+                                 'at the same time?); nothing was written, run the file again'
+                                 % (line.label(), line.identity), 'src')
+            for target in line.targets if line.outcome == 'revoke' else []:
+                now_record = latest.get(target.serial) or store.get(target.serial)
+                if now_record is None or now_record.status != 'valid':
+                    raise StoreError('%s: certificate %s was revoked by someone else while this batch was '
+                                     'prepared; nothing was written, run the file again'
+                                     % (line.label(), target.serial), 'src')
+
+    def _request_rows(self, work: list, batch: str) -> list:
+        """What each carried-out line did, so that running the file again recognises it."""
+        rows = []
+        for line in work:
+            base = {'digest': line.digest, 'batch': batch, 'line': line.number, 'processed_at': self.now}
+            if line.outcome in ('issue', 'renew'):
+                rows.append(dict(base, action=line.action, identity=line.identity, serial=line.new_serial,
+                                 previous_serial=line.current.serial if line.current is not None else None))
+            else:
+                rows += [dict(base, action='revoke', identity=target.identity, serial=target.serial,
+                              previous_serial=None) for target in line.targets]
+        return rows
 
     def _output_paths(self, final_dir: str, issued: dict) -> dict:
         extension = 'tsv' if self.table.delimiter == '\t' else 'csv'
@@ -679,33 +656,6 @@ class BulkRequest:
 BULK_ITERATIONS = {'modern': 2048, 'legacy': 2048}
 
 
-def _differences(current: CertificateRecord, wanted) -> list:
-    differences = []
-    if current.subject != wanted.subject:
-        differences.append('subject %s, requested %s' % (current.subject_text,
-                                                         subject_to_name(wanted.subject).rfc4514_string()))
-    if current.sans != wanted.sans:
-        differences.append('SANs %s, requested %s' % (', '.join(current.sans) or 'none',
-                                                      ', '.join(wanted.sans) or 'none'))
-    if current.profile != wanted.profile:
-        differences.append('profile %s, requested %s' % (current.profile, wanted.profile))
-    if current.key_type != wanted.key_type:
-        differences.append('key type %s, requested %s' % (current.key_type, wanted.key_type))
-    return differences
-
-
-def _record_from(item: dict, line: Line, now) -> CertificateRecord:
-    wanted = line.wanted
-    previous = line.current
-    return CertificateRecord(
-        serial=item['serial'], identity=line.identity, subject=wanted.subject, subject_text=item['subject_text'],
-        sans=item['sans'], profile=wanted.profile, key_type=wanted.key_type, key_status=KEY_HELD,
-        public_key_sha256=item['public_key_sha256'], not_before=item['not_before'], not_after=item['not_after'],
-        fingerprint_sha256=item['fingerprint_sha256'], fingerprint_sha1=item['fingerprint_sha1'], pem=item['pem'],
-        issued_at=now, is_current=True, renews=previous.serial if previous else None,
-        key_retain_until=now + datetime.timedelta(days=wanted.key_retention))
-
-
 # -- the crypto workers ------------------------------------------------------------------------------------------
 _CONTEXT: dict = {}
 
@@ -716,20 +666,14 @@ def _set_context(context: dict) -> None:
 
 
 def issue_one(job: dict) -> dict:
-    """Key, certificate, sealed key and PKCS#12 file for one line. Runs in a worker process (or inline)."""
+    """Key, signed record, sealed key and PKCS#12 file for one line. Runs in a worker process (or inline)."""
     context = _CONTEXT
-    key = generate_private_key(job['key_type'])
-    serial = x509.random_serial_number()
-    now = context['now']
-    certificate = build_client_certificate(
-        ca_certificate=context['ca_certificate'], ca_key=context['ca_key'],
-        subject_name=subject_to_name(job['subject']), sans=job['sans'], public_key=key.public_key(),
-        profile=job['profile'], not_before=now - BACKDATE, not_after=now + datetime.timedelta(days=job['valid_days']),
-        serial=serial, crl_url=context['crl_url'])
-    serial_text = format_serial(serial)
+    wanted = job['wanted']
+    key = generate_private_key(wanted.key_type)
+    certificate, record = context['signer'].sign(wanted, key.public_key(), context['now'], renews=job['renews'])
     password = new_password()
     data = pkcs12_lib.serialize(key=key, certificate=certificate, chain=context['chain'], password=password,
-                                encryption=context['encryption'], friendly_name=job['identity'],
+                                encryption=context['encryption'], friendly_name=wanted.identity,
                                 iterations=context['iterations'])
     path = os.path.join(context['staging'], job['file_name'])
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -737,15 +681,8 @@ def issue_one(job: dict) -> dict:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-    return {
-        'line': job['line'], 'serial': serial_text, 'password': password,
-        'wrapped': context['wrapper'].wrap(key, serial_text),
-        'pem': certificate.public_bytes(serialization.Encoding.PEM).decode('ascii'),
-        'subject_text': certificate.subject.rfc4514_string(), 'sans': list(job['sans']),
-        'public_key_sha256': public_key_sha256(key.public_key()),
-        'not_before': certificate.not_valid_before_utc, 'not_after': certificate.not_valid_after_utc,
-        'fingerprint_sha256': fingerprint(certificate), 'fingerprint_sha1': fingerprint(certificate, 'sha1'),
-    }
+    return {'line': job['line'], 'record': record, 'password': password,
+            'wrapped': context['wrapper'].wrap(key, record.serial)}
 
 
 def available_cores() -> int:

@@ -130,7 +130,8 @@ def cmd_chain_files(args) -> dict:
 def cmd_expired_ca_dir(args) -> dict:
     # The library itself, with its clock turned back: the only honest way to get a CA directory whose CA expired.
     # It issued one certificate (valid for a day) back then, which has expired too.
-    from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA, ensure_ca
+    from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA
+    from ansible_collections.certfleet.pki.plugins.module_utils.ca.setup import ensure_ca
     then = _now() - datetime.timedelta(days=10)
     result = ensure_ca(ca_path=args.ca_path, ca_passphrase=args.passphrase, subject={'CN': 'Expired Test CA'},
                        key_type='ec-p256', valid_days=2, clock=lambda: then)

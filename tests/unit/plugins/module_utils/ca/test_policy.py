@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.names import normalize_sans, normalize_subject
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.policy import POLICY_KEYS, Policy
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ensure_ca
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.setup import ensure_ca
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError, PolicyError
 
 UTC = datetime.timezone.utc

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.authority import public_keys_match
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import decide
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.lifecycle import decide
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import (
     InputError, KeyUnavailableError, PolicyError,
 )
@@ -226,44 +226,49 @@ BASE = {'subject': {'CN': 'alice', 'O': 'Example Org'}, 'sans': ['DNS:ws1.exampl
         'valid_days': 100, 'key_type': 'ec-p256', 'renew_before': '30d'}
 
 
-@pytest.mark.parametrize('change, days_later, action, reason', [
-    ({}, 0, 'none', None),
-    ({'subject': {'O': 'Example Org', 'CN': 'alice'}}, 0, 'none', None),
-    ({'sans': ['dns:WS1.example.org']}, 0, 'none', None),
-    ({'email': 'alice@EXAMPLE.org'}, 0, 'none', None),
-    ({'valid_days': 30}, 0, 'none', None),  # a new lifetime alone waits for the renewal window
-    ({}, 69, 'none', None),
-    ({}, 71, 'renew', 'expires at'),
-    ({'renew_before': '50%'}, 49, 'none', None),
-    ({'renew_before': '50%'}, 51, 'renew', 'within renew_before 50%'),
-    ({}, 101, 'renew', 'expired at'),
-    ({'force': True}, 0, 'renew', 'force is set'),
-    ({'subject': {'CN': 'alice'}}, 0, 'renew', 'subject differs'),
-    ({'email': 'a.smith@example.org'}, 0, 'renew', 'SANs differ'),
-    ({'sans': ['DNS:ws1.example.org', 'IP:192.0.2.1']}, 0, 'renew', 'SANs differ'),
-    ({'profile': 'smartcard'}, 0, 'renew', 'profile differs'),
-    ({'key_type': 'rsa2048'}, 0, 'renew', 'key type differs'),
+@pytest.mark.parametrize('change, days_later, action, code, reason', [
+    ({}, 0, 'none', 'up_to_date', None),
+    ({'subject': {'O': 'Example Org', 'CN': 'alice'}}, 0, 'none', 'up_to_date', None),
+    ({'sans': ['dns:WS1.example.org']}, 0, 'none', 'up_to_date', None),
+    ({'email': 'alice@EXAMPLE.org'}, 0, 'none', 'up_to_date', None),
+    ({'valid_days': 30}, 0, 'none', 'up_to_date', None),  # a new lifetime alone waits for the renewal window
+    ({}, 69, 'none', 'up_to_date', None),
+    ({}, 71, 'renew', 'renew_window', 'expires at'),
+    ({'renew_before': '50%'}, 49, 'none', 'up_to_date', None),
+    ({'renew_before': '50%'}, 51, 'renew', 'renew_window', 'within renew_before 50%'),
+    ({}, 101, 'renew', 'expired', 'expired at'),
+    ({'force': True}, 0, 'renew', 'force', 'force is set'),
+    ({'subject': {'CN': 'alice'}}, 0, 'renew', 'subject_changed', 'subject differs'),
+    ({'email': 'a.smith@example.org'}, 0, 'renew', 'sans_changed', 'SANs differ'),
+    ({'sans': ['DNS:ws1.example.org', 'IP:192.0.2.1']}, 0, 'renew', 'sans_changed', 'SANs differ'),
+    ({'profile': 'smartcard'}, 0, 'renew', 'profile_changed', 'profile differs'),
+    ({'key_type': 'rsa2048'}, 0, 'renew', 'key_type_changed', 'key type differs'),
 ])
-def test_decide_table(current_and_ca, change, days_later, action, reason):
+def test_decide_table(current_and_ca, change, days_later, action, code, reason):
     current, ca = current_and_ca
     with ca.open() as managed:
         wanted = managed.build_wanted(identity='alice', **dict(BASE, **change))
     now = ca.clock() + datetime.timedelta(days=days_later)
-    decided, reasons = decide(current, wanted, now)
-    assert decided == action
+    decision = decide(current, wanted, now)
+    assert decision.action == action
+    assert decision.code == code
+    assert decision.window_reached == (code in ('expired', 'renew_window'))
     if reason is None:
-        assert reasons == []
+        assert decision.texts == [] and decision.codes == []
     else:
-        assert any(reason in r for r in reasons), reasons
+        assert any(reason in r for r in decision.texts), decision.texts
 
 
 def test_decide_without_current(current_and_ca):
     current, ca = current_and_ca
     with ca.open() as managed:
         wanted = managed.build_wanted(identity='bob', subject={'CN': 'bob'}, key_type='ec-p256')
-    assert decide(None, wanted, ca.clock()) == ('issue', ['no current certificate'])
-    action, reasons = decide(None, wanted, ca.clock(), had_history=True)
-    assert action == 'issue' and 'revoked' in reasons[0]
+    decision = decide(None, wanted, ca.clock())
+    assert (decision.action, decision.texts, decision.codes) == ('issue', ['no current certificate'],
+                                                                 ['no_certificate'])
+    decision = decide(None, wanted, ca.clock(), had_history=True)
+    assert decision.action == 'issue' and 'revoked' in decision.texts[0]
+    assert decision.code == 'previous_revoked'
 
 
 def test_decide_collects_every_reason(current_and_ca):
@@ -271,9 +276,12 @@ def test_decide_collects_every_reason(current_and_ca):
     with ca.open() as managed:
         request = dict(BASE, subject={'CN': 'x'}, profile='client_email', force=True)
         wanted = managed.build_wanted(identity='alice', **request)
-    action, reasons = decide(current, wanted, ca.clock())
-    assert action == 'renew'
-    assert [r.split(':', maxsplit=1)[0].split(' ', maxsplit=1)[0] for r in reasons] == ['force', 'subject', 'profile']
+    decision = decide(current, wanted, ca.clock())
+    assert decision.action == 'renew'
+    assert [r.split(':', maxsplit=1)[0].split(' ', maxsplit=1)[0] for r in decision.texts] == [
+        'force', 'subject', 'profile']
+    assert decision.codes == ['force', 'subject_changed', 'profile_changed']
+    assert [r.code for r in decision.changes()] == ['subject_changed', 'profile_changed']
 
 
 # -- CSR --------------------------------------------------------------------------------------------------------

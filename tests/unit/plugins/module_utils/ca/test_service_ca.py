@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.authority import public_keys_match
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.keys import generate_private_key
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA, ensure_ca
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.setup import ensure_ca
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import (
     CAError, InputError, PassphraseError, PolicyError,
 )

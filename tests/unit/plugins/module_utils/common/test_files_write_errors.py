@@ -20,7 +20,7 @@ import subprocess
 import pytest
 
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.bulk import BulkRequest, write_inventory
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ensure_ca
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.setup import ensure_ca
 from ansible_collections.certfleet.pki.plugins.module_utils.common import files
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CertfleetError, WriteError
 from ansible_collections.certfleet.pki.plugins.module_utils.common.files import (

@@ -29,7 +29,7 @@ def material(ca):
         with managed.store.read():
             record = managed.store.current('alice')
             wrapped = managed.store.wrapped_key(record.serial)
-        key = managed._wrapper().unwrap(wrapped, record.serial)
+        key = managed.key_wrapper().unwrap(wrapped, record.serial)
         chain = [managed.authority.certificate]
     certificate = x509.load_pem_x509_certificate(record.pem.encode())
     return key, certificate, chain
