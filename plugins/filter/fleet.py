@@ -46,7 +46,7 @@ def fleet_due_requests(plan, requests, actions=('issue', 'renew')):
     pending = {entry['identity'] for entry in plan.get('pending_revocation', [])}
     # A forced identity whose earlier forced roll-out is unfinished is finished first, not rotated again.
     due = {entry['identity'] for entry in plan.get('due', []) if entry.get('action') in actions
-           and not (entry['identity'] in pending and entry.get('reasons') == ['force is set'])}
+           and not (entry['identity'] in pending and entry.get('reason_codes') == ['force'])}
     seen = set()
     result = []
     for request in requests:

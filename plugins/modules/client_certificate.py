@@ -93,6 +93,15 @@ options:
         certificate's lifetime (C(20%)).
     type: str
     default: 30d
+  renew:
+    description:
+      - With V(false), a valid current certificate is kept as it is, whatever its renewal window and however the
+        request differs; only an identity without a valid certificate gets one (RV(reason_code=kept)).
+      - The fleet playbooks decide renewals once, in plan mode (M(certfleet.pki.client_certificate_info) with
+        O(certfleet.pki.client_certificate_info#module:requests)), and the deploy role then asks with V(false), so
+        a host never renews on its own.
+    type: bool
+    default: true
   force:
     description:
       - Renew even when the current certificate is fine.
@@ -173,6 +182,21 @@ reasons:
   returned: always
   type: list
   elements: str
+reason_code:
+  description:
+    - The leading reason as a stable code to branch on (the texts may change).
+    - C(no_certificate), C(previous_revoked) (issued); C(force), C(expired), C(renew_window), C(subject_changed),
+      C(sans_changed), C(profile_changed), C(key_changed), C(key_source_changed), C(key_type_changed) (renewed);
+      C(up_to_date) or C(kept) (O(renew=false)) when nothing was done.
+  returned: always
+  type: str
+  sample: renew_window
+reason_codes:
+  description: The code of every reason, in the order of RV(reasons).
+  returned: always
+  type: list
+  elements: str
+  sample: [renew_window, sans_changed]
 identity:
   description: The identity.
   returned: always
@@ -255,6 +279,9 @@ key_retain_until:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.lifecycle import (
+    KEY_RETENTION_DAYS, KEY_TYPE, RENEW_BEFORE, VALID_DAYS,
+)
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.profiles import PROFILES
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA
 from ansible_collections.certfleet.pki.plugins.module_utils.common.ansible_glue import (
@@ -270,13 +297,14 @@ def main():
             email={'type': 'str'},
             sans={'type': 'list', 'elements': 'str'},
             profile={'type': 'str', 'default': 'client', 'choices': list(PROFILES)},
-            key_type={'type': 'str', 'default': 'rsa2048',
+            key_type={'type': 'str', 'default': KEY_TYPE,
                       'choices': ['rsa2048', 'rsa3072', 'rsa4096', 'ec-p256', 'ec-p384']},
-            valid_days={'type': 'int', 'default': 365},
-            renew_before={'type': 'str', 'default': '30d'},
+            valid_days={'type': 'int', 'default': VALID_DAYS},
+            renew_before={'type': 'str', 'default': RENEW_BEFORE},
+            renew={'type': 'bool', 'default': True},
             force={'type': 'bool', 'default': False},
             csr={'type': 'str'},
-            key_retention={'type': 'int', 'default': 30, 'no_log': False},
+            key_retention={'type': 'int', 'default': KEY_RETENTION_DAYS, 'no_log': False},
         ),
         supports_check_mode=True,
     )
@@ -289,7 +317,7 @@ def main():
                 identity=params['identity'], subject=params['subject'], email=params['email'], sans=params['sans'],
                 profile=params['profile'], key_type=params['key_type'], valid_days=params['valid_days'],
                 renew_before=params['renew_before'], force=params['force'], csr=params['csr'],
-                key_retention=params['key_retention'])
+                key_retention=params['key_retention'], renew=params['renew'])
             return ca.ensure_certificate(wanted, check_mode=module.check_mode)
 
     run(module, operation)

@@ -320,6 +320,14 @@ due:
       description: Why (expiry window, changed subject or e-mail, no certificate, force).
       type: list
       elements: str
+    reason_codes:
+      description: The code of each reason, as M(certfleet.pki.client_certificate) returns them (C(renew_window),
+        C(force), C(subject_changed), ...); playbooks branch on these, not on the texts.
+      type: list
+      elements: str
+    reason_code:
+      description: The leading reason's code.
+      type: str
     serial:
       description: The current certificate, if any.
       type: str
@@ -394,6 +402,7 @@ ca:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.lifecycle import RENEW_BEFORE
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.queries import STATUSES
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA
 from ansible_collections.certfleet.pki.plugins.module_utils.common.ansible_glue import (
@@ -412,7 +421,7 @@ def main():
             include_certificate={'type': 'bool', 'default': False},
             include_deployments={'type': 'bool', 'default': False},
             requests={'type': 'list', 'elements': 'dict'},
-            renew_before={'type': 'str', 'default': '30d'},
+            renew_before={'type': 'str', 'default': RENEW_BEFORE},
         ),
         supports_check_mode=True,
     )

@@ -272,6 +272,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.bulk import BulkInputError, BulkRequest
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.keys import KEY_TYPES
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.lifecycle import (
+    KEY_RETENTION_DAYS, KEY_TYPE, RENEW_BEFORE, VALID_DAYS,
+)
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA
 from ansible_collections.certfleet.pki.plugins.module_utils.common.ansible_glue import (
     ca_argument_spec, require_cryptography, run,
@@ -289,10 +292,10 @@ def main():
             encryption={'type': 'str', 'default': 'modern', 'choices': ['modern', 'legacy']},
             iterations={'type': 'int'},
             profile={'type': 'str', 'default': 'client'},
-            key_type={'type': 'str', 'default': 'rsa2048', 'choices': list(KEY_TYPES)},
-            valid_days={'type': 'int', 'default': 365},
-            renew_before={'type': 'str', 'default': '30d'},
-            key_retention={'type': 'int', 'default': 30, 'no_log': False},
+            key_type={'type': 'str', 'default': KEY_TYPE, 'choices': list(KEY_TYPES)},
+            valid_days={'type': 'int', 'default': VALID_DAYS},
+            renew_before={'type': 'str', 'default': RENEW_BEFORE},
+            key_retention={'type': 'int', 'default': KEY_RETENTION_DAYS, 'no_log': False},
             workers={'type': 'int'},
             name={'type': 'str'},
         ),

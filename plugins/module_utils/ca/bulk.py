@@ -340,8 +340,36 @@ class BulkRequest:
         return subject
 
     def _plan_certificate(self, line: Line, history: list, by_serial: dict, done_by_digest: dict) -> None:
-        values = line.values
+        """Decide an issue or renew line with the lifecycle engine, from the identity's history."""
         current = next((r for r in history if r.is_current and r.status == 'valid'), None)
+        line.wanted = self._wanted_for(line, current, history)
+        line.current = current
+        decision = decide(current, line.wanted, self.now, bool(history))
+        changes = '; '.join(r.text for r in decision.changes())
+        if line.action == 'issue':
+            self._plan_issue(line, current, decision, changes)
+            return
+        earlier = [row for row in done_by_digest.get(line.digest, []) if row['serial'] == current.serial]
+        if line.serial and line.serial != current.serial and not earlier:
+            named = by_serial.get(line.serial)
+            if named is None or named.identity != line.identity:
+                raise InputError('%s is not a certificate of identity %r' % (line.serial, line.identity), 'serial')
+            raise InputError('%s is not the current certificate of %r (that is %s); renew names the current one'
+                             % (line.serial, line.identity, current.serial), 'serial')
+        if earlier and not decision.window_reached:
+            line.outcome = 'unchanged'
+            line.new_serial = current.serial
+            line.previous_serial = earlier[-1]['previous_serial']
+            line.message = 'renewed by this same request line at %s' % to_iso(earlier[-1]['processed_at'])
+            return
+        line.outcome = 'renew'
+        line.previous_serial = current.serial
+        line.message = 'renewed' + (' (%s)' % changes if changes else '')
+
+    def _wanted_for(self, line: Line, current, history: list):
+        """The request of a line: an issue line from its columns and the defaults, a renew line from the current
+        certificate with the columns it sets."""
+        values = line.values
         if line.action == 'renew':
             if current is None:
                 last = history[-1] if history else None
@@ -363,45 +391,26 @@ class BulkRequest:
             sans = None
             profile = values.get('profile') or self.defaults.get('profile') or DEFAULT_PROFILE
             key_type = values.get('key_type') or self.defaults.get('key_type') or KEY_TYPE
-        wanted = self.ca.build_wanted(
+        return self.ca.build_wanted(
             identity=line.identity, subject=subject, email=values.get('email') or None, sans=sans,
             profile=profile, key_type=key_type,
             valid_days=values.get('valid_days') or self.defaults.get('valid_days') or VALID_DAYS,
             renew_before=self.renew_before, key_retention=self.key_retention)
-        line.wanted = wanted
-        line.current = current
-        decision = decide(current, wanted, self.now, bool(history))
-        changes = '; '.join(r.text for r in decision.changes())
-        if line.action == 'issue':
-            if current is None or 'expired' in decision.codes:
-                line.outcome = 'issue'
-                line.previous_serial = current.serial if current else None
-                line.message = 'no valid certificate' if current is None else 'the current one expired'
-                return
-            if changes:
-                raise InputError('%r already holds certificate %s (%s); use action renew'
-                                 % (line.identity, current.serial, changes), 'identity')
-            line.outcome = 'unchanged'
-            line.new_serial = current.serial
-            line.message = 'already holds certificate %s, valid until %s' % (current.serial, to_iso(current.not_after))
+
+    @staticmethod
+    def _plan_issue(line: Line, current, decision, changes: str) -> None:
+        """An issue line issues when there is no valid certificate; it never renews one that differs."""
+        if current is None or 'expired' in decision.codes:
+            line.outcome = 'issue'
+            line.previous_serial = current.serial if current else None
+            line.message = 'no valid certificate' if current is None else 'the current one expired'
             return
-        # renew
-        earlier = [row for row in done_by_digest.get(line.digest, []) if row['serial'] == current.serial]
-        if line.serial and line.serial != current.serial and not earlier:
-            named = by_serial.get(line.serial)
-            if named is None or named.identity != line.identity:
-                raise InputError('%s is not a certificate of identity %r' % (line.serial, line.identity), 'serial')
-            raise InputError('%s is not the current certificate of %r (that is %s); renew names the current one'
-                             % (line.serial, line.identity, current.serial), 'serial')
-        if earlier and not decision.window_reached:
-            line.outcome = 'unchanged'
-            line.new_serial = current.serial
-            line.previous_serial = earlier[-1]['previous_serial']
-            line.message = 'renewed by this same request line at %s' % to_iso(earlier[-1]['processed_at'])
-            return
-        line.outcome = 'renew'
-        line.previous_serial = current.serial
-        line.message = 'renewed' + (' (%s)' % changes if changes else '')
+        if changes:
+            raise InputError('%r already holds certificate %s (%s); use action renew'
+                             % (line.identity, current.serial, changes), 'identity')
+        line.outcome = 'unchanged'
+        line.new_serial = current.serial
+        line.message = 'already holds certificate %s, valid until %s' % (current.serial, to_iso(current.not_after))
 
     def _plan_revoke(self, line: Line, history: list, by_serial: dict, done_by_digest: dict) -> None:
         done = {row['serial'] for row in done_by_digest.get(line.digest, [])}

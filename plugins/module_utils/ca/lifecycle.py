@@ -44,6 +44,7 @@ DUE_CODES = ('force', 'expired', 'renew_window')
 CHANGES = ('subject_changed', 'sans_changed', 'profile_changed', 'key_changed', 'key_source_changed',
            'key_type_changed')
 UP_TO_DATE = 'up_to_date'
+KEPT = 'kept'  # renew=false: the current certificate is kept whatever its window (decided elsewhere, once)
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Wanted:
     csr: object = None
     key_retention: int = KEY_RETENTION_DAYS
     email: str | None = None
+    renew: bool = True
 
     def display(self) -> dict:
         return {'identity': self.identity, 'subject': subject_to_name(self.subject).rfc4514_string(),
@@ -77,6 +79,7 @@ class Decision:
     """``action`` is issue, renew or none; ``reasons`` say why, each with a code."""
     action: str
     reasons: tuple = ()
+    quiet_code: str = UP_TO_DATE  # the code of a decision without reasons
 
     @property
     def codes(self) -> list:
@@ -88,8 +91,8 @@ class Decision:
 
     @property
     def code(self) -> str:
-        """The leading reason's code, or up_to_date."""
-        return self.reasons[0].code if self.reasons else UP_TO_DATE
+        """The leading reason's code, or up_to_date (kept) when nothing is to be done."""
+        return self.reasons[0].code if self.reasons else self.quiet_code
 
     @property
     def window_reached(self) -> bool:
@@ -112,6 +115,8 @@ def decide(current: CertificateRecord | None, wanted: Wanted, now: datetime.date
             return Decision('issue', (Reason('previous_revoked', 'no current certificate (the previous one was '
                                                                  'revoked)'),))
         return Decision('issue', (Reason('no_certificate', 'no current certificate'),))
+    if not wanted.renew and now < current.not_after:
+        return Decision('none', quiet_code=KEPT)
     reasons = []
     if wanted.force:
         reasons.append(Reason('force', 'force is set'))

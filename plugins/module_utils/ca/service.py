@@ -88,7 +88,7 @@ class ManagedCA:
     # -- one identity's certificate --------------------------------------------------------------------------------
     def build_wanted(self, *, identity, subject=None, email=None, sans=None, profile=DEFAULT_PROFILE,
                      key_type=KEY_TYPE, valid_days=VALID_DAYS, renew_before=RENEW_BEFORE, force=False, csr=None,
-                     key_retention=KEY_RETENTION_DAYS) -> Wanted:
+                     key_retention=KEY_RETENTION_DAYS, renew=True) -> Wanted:
         """Validate a request against the CA's policy; nothing is read from or written to the store."""
         identity = validate_identity(identity)
         profile = validate_profile(profile or DEFAULT_PROFILE)
@@ -121,7 +121,7 @@ class ManagedCA:
         self.policy.check_validity(days, now + datetime.timedelta(days=days), self.authority.not_after)
         return Wanted(identity=identity, subject=parsed_subject, sans=parsed_sans, profile=profile,
                       key_type=used_type, valid_days=days, window=window, force=bool(force), csr=request,
-                      key_retention=retention, email=email)
+                      key_retention=retention, email=email, renew=bool(renew))
 
     def decide(self, wanted: Wanted, now: datetime.datetime) -> tuple:
         """(current record or None, Decision) from the store as it is now. Call inside a store transaction."""
