@@ -21,6 +21,7 @@ import os
 import plistlib
 import re
 import uuid
+from dataclasses import dataclass
 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
 from ansible_collections.certfleet.pki.plugins.module_utils.common.owner import check_writable_as_self, refuse_symlink
@@ -65,31 +66,10 @@ def build_profile(*, identity: str, identifier: str, pkcs12_data: bytes, certifi
                   include_password: bool = False, display_name: str | None = None, organization: str | None = None,
                   description: str | None = None) -> dict:
     """The profile as a dict for plistlib (bytes become <data>)."""
-    cn = common_name(certificate.subject, identity)
-    identity_payload = {
-        'PayloadCertificateFileName': '%s.p12' % re.sub(r'[^A-Za-z0-9.@_-]+', '-', identity),
-        'PayloadContent': pkcs12_data,
-        'PayloadDescription': 'Client certificate and private key of %s' % identity,
-        'PayloadDisplayName': cn,
-        'PayloadIdentifier': '%s.pkcs12' % identifier,
-        'PayloadType': PKCS12_TYPE,
-        'PayloadUUID': payload_uuid(identifier, identity, PKCS12_TYPE),
-        'PayloadVersion': 1,
-    }
-    if include_password:
-        identity_payload['Password'] = str(password)
-    content = [identity_payload]
+    content = [_identity_payload(identity=identity, identifier=identifier, pkcs12_data=pkcs12_data,
+                                 certificate=certificate, password=password, include_password=include_password)]
     if ca is not None:
-        content.append({
-            'PayloadCertificateFileName': 'ca.cer',
-            'PayloadContent': ca.public_bytes(serialization.Encoding.DER),
-            'PayloadDescription': 'CA that issued the client certificate',
-            'PayloadDisplayName': common_name(ca.subject, 'CA'),
-            'PayloadIdentifier': '%s.root' % identifier,
-            'PayloadType': ROOT_TYPE,
-            'PayloadUUID': payload_uuid(identifier, identity, ROOT_TYPE),
-            'PayloadVersion': 1,
-        })
+        content.append(_root_payload(identity=identity, identifier=identifier, ca=ca))
     profile = {
         'PayloadContent': content,
         'PayloadDescription': description or 'Installs the client certificate of %s%s.' % (
@@ -105,6 +85,37 @@ def build_profile(*, identity: str, identifier: str, pkcs12_data: bytes, certifi
         profile['PayloadOrganization'] = organization
     return profile
 
+
+def _identity_payload(*, identity: str, identifier: str, pkcs12_data: bytes, certificate, password,
+                      include_password: bool) -> dict:
+    """The com.apple.security.pkcs12 payload: the client certificate with its key."""
+    payload = {
+        'PayloadCertificateFileName': '%s.p12' % re.sub(r'[^A-Za-z0-9.@_-]+', '-', identity),
+        'PayloadContent': pkcs12_data,
+        'PayloadDescription': 'Client certificate and private key of %s' % identity,
+        'PayloadDisplayName': common_name(certificate.subject, identity),
+        'PayloadIdentifier': '%s.pkcs12' % identifier,
+        'PayloadType': PKCS12_TYPE,
+        'PayloadUUID': payload_uuid(identifier, identity, PKCS12_TYPE),
+        'PayloadVersion': 1,
+    }
+    if include_password:
+        payload['Password'] = str(password)
+    return payload
+
+
+def _root_payload(*, identity: str, identifier: str, ca) -> dict:
+    """The com.apple.security.root payload: the CA certificate (DER), trusted once the profile is installed."""
+    return {
+        'PayloadCertificateFileName': 'ca.cer',
+        'PayloadContent': ca.public_bytes(serialization.Encoding.DER),
+        'PayloadDescription': 'CA that issued the client certificate',
+        'PayloadDisplayName': common_name(ca.subject, 'CA'),
+        'PayloadIdentifier': '%s.root' % identifier,
+        'PayloadType': ROOT_TYPE,
+        'PayloadUUID': payload_uuid(identifier, identity, ROOT_TYPE),
+        'PayloadVersion': 1,
+    }
 
 def serialize_profile(profile: dict) -> bytes:
     return plistlib.dumps(profile, fmt=plistlib.FMT_XML, sort_keys=True)
@@ -204,11 +215,36 @@ def ensure_apple_profile(*, dest, identity, pkcs12_path, pkcs12_password, ca_cer
                          include_password=False, display_name=None, organization=None, description=None,
                          identifier=None, identifier_prefix='certfleet.pki', pkcs12_encryption='legacy',
                          check_mode=False) -> dict:
+    """Write (or leave) the configuration profile ``dest`` for ``identity``; the result dict of the module."""
+    _check_options(dest=dest, identity=identity, pkcs12_encryption=pkcs12_encryption, identifier=identifier,
+                   identifier_prefix=identifier_prefix)
+    identity = str(identity)
+    dest = _resolve_dest(dest)
+    material = _open_material(pkcs12_path, pkcs12_password, ca_certificate)
+    embedded, warnings = _embedded_pkcs12(material, identity=identity, pkcs12_path=pkcs12_path,
+                                          pkcs12_password=pkcs12_password, pkcs12_encryption=pkcs12_encryption)
+    effective_identifier = str(identifier) if identifier else profile_identifier(identity, str(identifier_prefix))
+    profile = build_profile(identity=identity, identifier=effective_identifier, pkcs12_data=embedded,
+                            certificate=material.certificate, ca=material.ca, password=pkcs12_password,
+                            include_password=include_password, display_name=display_name,
+                            organization=organization, description=description)
+    wanted = describe_profile(profile, pkcs12_password)
+    before, reasons, rewrite = _compare_with_file(dest, wanted, pkcs12_password)
+    changed = bool(reasons)
+    if changed and not check_mode:
+        _write_profile(dest, profile, rewrite=rewrite)
+    result = _profile_result(material, profile, wanted, dest=dest, identifier=effective_identifier,
+                             include_password=include_password, before=before, reasons=reasons)
+    if warnings:
+        result['warnings'] = warnings
+    return result
+
+
+def _check_options(*, dest, identity, pkcs12_encryption, identifier, identifier_prefix) -> None:
     if not dest:
         raise InputError('is required', 'dest')
     if not identity or not str(identity).strip():
         raise InputError('is required', 'identity')
-    identity = str(identity)
     if pkcs12_encryption not in ENCRYPTIONS:
         raise InputError('must be one of %s' % ', '.join(ENCRYPTIONS), 'pkcs12_encryption')
     if identifier is not None and not _IDENTIFIER.match(str(identifier)):
@@ -217,63 +253,88 @@ def ensure_apple_profile(*, dest, identity, pkcs12_path, pkcs12_password, ca_cer
     if not _IDENTIFIER.match(str(identifier_prefix or '')):
         raise InputError('%r is not a reverse-DNS prefix (letters, digits, dots and dashes)' % identifier_prefix,
                          'identifier_prefix')
+
+
+def _resolve_dest(dest) -> str:
+    """The absolute path of the profile; refused before the PKCS#12 is opened if its folder or a symlink is wrong."""
     dest = os.path.abspath(os.path.expanduser(str(dest)))
     check_dest_folder(dest, 'dest')
     refuse_symlink(dest, 'the profile destination', 'dest')
+    return dest
+
+
+@dataclass(frozen=True)
+class _Material:
+    """The identity's PKCS#12 (opened and as read) and the CA certificate, checked to belong together."""
+    parsed: object
+    data: bytes
+    certificate: object
+    ca: object  # None without ca_certificate
+
+
+def _open_material(pkcs12_path, pkcs12_password, ca_certificate) -> _Material:
     parsed, data = open_pkcs12(pkcs12_path, pkcs12_password)
     certificate = parsed.cert.certificate
     ca = load_pem_certificate(ca_certificate, 'ca_certificate') if ca_certificate else None
     if ca is not None and not issued_by(certificate, ca):
         raise InputError('the certificate in %s %s' % (pkcs12_path, issuer_mismatch(certificate, ca)), 'ca_certificate')
-    warnings = []
-    if pkcs12_encryption == 'legacy':
-        embedded = pkcs12_lib.repack(parsed, pkcs12_password, 'legacy', default_name=identity)
-    else:
-        embedded = data
-        compatible, encryption = apple_compatible(data)
-        if not compatible:
-            warnings.append('%s is encrypted with %s (AES/PBES2); iOS and macOS refuse such PKCS#12 payloads. Use '
-                            'pkcs12_encryption: legacy' % (pkcs12_path, encryption))
-    effective_identifier = str(identifier) if identifier else profile_identifier(identity, str(identifier_prefix))
-    profile = build_profile(identity=identity, identifier=effective_identifier, pkcs12_data=embedded,
-                            certificate=certificate, ca=ca, password=pkcs12_password,
-                            include_password=include_password, display_name=display_name,
-                            organization=organization, description=description)
-    wanted = describe_profile(profile, pkcs12_password)
+    return _Material(parsed=parsed, data=data, certificate=certificate, ca=ca)
 
+
+def _embedded_pkcs12(material: _Material, *, identity: str, pkcs12_path, pkcs12_password,
+                     pkcs12_encryption: str) -> tuple:
+    """(the PKCS#12 bytes for the profile, warnings): re-encrypted for Apple devices, or kept with a warning."""
+    if pkcs12_encryption == 'legacy':
+        return pkcs12_lib.repack(material.parsed, pkcs12_password, 'legacy', default_name=identity), []
+    warnings = []
+    compatible, encryption = apple_compatible(material.data)
+    if not compatible:
+        warnings.append('%s is encrypted with %s (AES/PBES2); iOS and macOS refuse such PKCS#12 payloads. Use '
+                        'pkcs12_encryption: legacy' % (pkcs12_path, encryption))
+    return material.data, warnings
+
+
+def _compare_with_file(dest: str, wanted: dict, password) -> tuple:
+    """(digest of the file as it is, reasons to change it, whether its content must be rewritten).
+
+    Digests are compared, not bytes: re-encrypting the PKCS#12 changes every byte of an otherwise equal profile.
+    """
     existing = read_bytes(dest)
     if existing is None:
         before = {'readable': False}
         reasons = ['%s does not exist' % dest]
     else:
         try:
-            before = describe_profile(plistlib.loads(existing), pkcs12_password)
+            before = describe_profile(plistlib.loads(existing), password)
         except Exception:  # plistlib raises InvalidFileException, ExpatError, ValueError...: not a profile
             before = {'readable': False}
         reasons = _differences(before, wanted)
-    mode = file_mode(dest)
     rewrite = bool(reasons)
+    mode = file_mode(dest)
     if not rewrite and mode != SECRET_FILE_MODE:
         reasons.append('mode is %s, wanted 0600' % (oct(mode)[2:].zfill(4) if mode is not None else 'unknown'))
-    changed = bool(reasons)
-    if changed and not check_mode:
-        check_writable_as_self(dest, 'the configuration profile', 'dest')
-        if rewrite:
-            atomic_write(dest, serialize_profile(profile), SECRET_FILE_MODE)
-        else:
-            os.chmod(dest, SECRET_FILE_MODE)
-    sha1 = fingerprint(certificate, 'sha1')
-    result = {
-        'changed': changed, 'dest': dest, 'reasons': reasons,
-        'profile_identifier': effective_identifier, 'profile_uuid': profile['PayloadUUID'],
+    return before, reasons, rewrite
+
+
+def _write_profile(dest: str, profile: dict, *, rewrite: bool) -> None:
+    check_writable_as_self(dest, 'the configuration profile', 'dest')
+    if rewrite:
+        atomic_write(dest, serialize_profile(profile), SECRET_FILE_MODE)
+    else:
+        os.chmod(dest, SECRET_FILE_MODE)  # the content is right; only the mode was not (it holds a private key)
+
+
+def _profile_result(material: _Material, profile: dict, wanted: dict, *, dest: str, identifier: str,
+                    include_password, before: dict, reasons: list) -> dict:
+    certificate, ca = material.certificate, material.ca
+    return {
+        'changed': bool(reasons), 'dest': dest, 'reasons': reasons,
+        'profile_identifier': identifier, 'profile_uuid': profile['PayloadUUID'],
         'payload_uuids': {p['PayloadType']: p['PayloadUUID'] for p in profile['PayloadContent']},
-        'fingerprint_sha256': fingerprint(certificate), 'fingerprint_sha1': sha1,
+        'fingerprint_sha256': fingerprint(certificate), 'fingerprint_sha1': fingerprint(certificate, 'sha1'),
         'serial': certificate_serial(certificate), 'not_after': to_iso(certificate.not_valid_after_utc),
         'ca_fingerprint_sha256': fingerprint(ca) if ca is not None else None,
         'includes_password': bool(include_password),
         'pkcs12_encryption': wanted['payloads'][0]['pkcs12'].get('encryption'),
         'diff': {'before': _summary(before), 'after': _summary(wanted)},
     }
-    if warnings:
-        result['warnings'] = warnings
-    return result

@@ -29,6 +29,7 @@ import json
 import os
 import re
 import stat
+from dataclasses import dataclass
 
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.names import normalize_subject
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CertfleetError, InputError
@@ -256,15 +257,36 @@ def ensure_chromium_policy(*, path: str, identity: str, state: str = 'present', 
     """Make ``identity``'s AutoSelectCertificateForUrls entries in ``path`` what is asked, and nothing else."""
     if require_root_owner is None:
         require_root_owner = os.geteuid() == 0
+    _check_request(state=state, identity=identity, issuer=issuer, issuer_cn=issuer_cn)
+    path = os.path.abspath(path)
+    folder, own_name = os.path.split(path)
+    entries = _wanted_entries(identity=identity, urls=list(urls or []) if state == 'present' else [],
+                              issuer=issuer, issuer_cn=issuer_cn, subject=subject)
+
+    folder_exists = check_folder(folder, require_root_owner)
+    document, text, mode = read_policy(path, require_root_owner)
+    scan = scan_folder(folder, own_name)
+    warnings = _folder_warnings(scan, folder=folder, path=path, writing=state == 'present' and bool(entries))
+    change = _plan_change(document, mode, identity=identity, entries=entries, carried=scan['before'])
+    after_text = render(change.new_document) if change.new_document else ''
+    if change.changed and not check_mode:
+        _apply_change(change, path=path, after_text=after_text, folder_exists=folder_exists,
+                      require_root_owner=require_root_owner)
+    return _result(change, path=path, identity=identity, state=state, warnings=warnings, before_text=text,
+                   after_text=after_text)
+
+
+def _check_request(*, state: str, identity, issuer, issuer_cn) -> None:
     if state not in STATES:
         raise InputError('must be one of %s, got %r' % (', '.join(STATES), state), field='state')
     if not isinstance(identity, str) or not identity.strip():
         raise InputError('must be a non-empty string', field='identity')
     if issuer and issuer_cn:
         raise InputError('give issuer or issuer_cn, not both', field='issuer_cn')
-    path = os.path.abspath(path)
-    folder, own_name = os.path.split(path)
-    urls = list(urls or []) if state == 'present' else []
+
+
+def _wanted_entries(*, identity: str, urls: list, issuer, issuer_cn, subject) -> list:
+    """``identity``'s entries, one per URL (duplicates dropped), each with the issuer and subject filter."""
     issuer_filter = filter_names({'CN': issuer_cn} if issuer_cn else issuer, 'issuer')
     subject_filter = filter_names(subject, 'subject')
     if urls and not (issuer_filter or subject_filter):
@@ -275,24 +297,45 @@ def ensure_chromium_policy(*, path: str, identity: str, state: str = 'present', 
         entry = make_entry(url, issuer_filter, subject_filter, identity)
         if entry not in entries:
             entries.append(entry)
+    return entries
 
-    folder_exists = check_folder(folder, require_root_owner)
-    document, text, mode = read_policy(path, require_root_owner)
-    scan = scan_folder(folder, own_name)
+
+def _folder_warnings(scan: dict, *, folder: str, path: str, writing: bool) -> list:
+    """Warnings about the other files of the folder; an error when one would hide the entries we are to write."""
     warnings = list(scan['warnings'])
     if scan['after']:
         shadowing = ', '.join(os.path.join(folder, n) for n in scan['after'])
-        if state == 'present' and entries:
+        if writing:
             raise ChromiumPolicyError(
                 '%s also sets %s and sorts after %s, so Chromium would use its value and ignore ours; move those '
                 'entries into %s (they are kept there) or rename that file to sort first. Nothing was written.'
                 % (shadowing, POLICY, path, path), 'shadowed', shadowing)
+        # Nothing of ours to write (absent, or no URLs): the run goes on, but says that our file is hidden.
         warnings.append('%s sets %s and sorts after %s: Chromium uses its value, not ours' % (shadowing, POLICY, path))
+    return warnings
 
-    new_document = merge(document, identity, entries, scan['before'])
-    before_value = list((document or {}).get(POLICY) or [])
+
+@dataclass(frozen=True)
+class _PolicyChange:
+    """What a run does to our policy file, decided before anything is written (check mode reports the same)."""
+    document: dict | None  # the file as it is; None when it does not exist
+    new_document: dict
+    after_value: list  # the policy value the new document holds
+    reason_codes: list
+    reasons: list
+    remove_file: bool
+    write: bool
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.remove_file or self.write or self.reason_codes)
+
+
+def _plan_change(document: dict | None, mode: int | None, *, identity: str, entries: list,
+                 carried: list) -> _PolicyChange:
+    new_document = merge(document, identity, entries, carried)
     after_value = list(new_document.get(POLICY) or [])
-    reason_codes, reasons = _describe(before_value, after_value)
+    reason_codes, reasons = _describe(list((document or {}).get(POLICY) or []), after_value)
     # A file left with nothing in it is removed (an empty file that was already there is left alone).
     remove_file = bool(document) and not new_document
     write = bool(new_document) and not remove_file and new_document != document
@@ -305,36 +348,46 @@ def ensure_chromium_policy(*, path: str, identity: str, state: str = 'present', 
     elif not write and document is not None and mode != FILE_MODE:
         reason_codes.append('mode_fixed')
         reasons.append('mode %04o corrected to %04o (every user\'s browser must read it)' % (mode, FILE_MODE))
-    changed = bool(remove_file or write or reason_codes)
-    after_text = render(new_document) if new_document else ''
-    if changed and not check_mode:
-        try:
-            if remove_file:
-                os.unlink(path)
-            elif write:
-                if not folder_exists:
-                    os.makedirs(folder, FOLDER_MODE)
-                    os.chmod(folder, FOLDER_MODE)
-                    check_folder(folder, require_root_owner)
-                atomic_write(path, after_text.encode('utf-8'), FILE_MODE)
-            else:
-                os.chmod(path, FILE_MODE)
-        except OSError as exc:
-            raise ChromiumPolicyError('cannot write the policy file %s: %s (writing it needs root)'
-                                      % (path, exc.strerror or exc), 'write_failed', path)
+    return _PolicyChange(document=document, new_document=new_document, after_value=after_value,
+                         reason_codes=reason_codes, reasons=reasons, remove_file=remove_file, write=write)
+
+
+def _apply_change(change: _PolicyChange, *, path: str, after_text: str, folder_exists: bool,
+                  require_root_owner: bool) -> None:
+    """Remove, write or chmod the file, as planned; an OSError becomes the ``write_failed`` error."""
+    folder = os.path.dirname(path)
+    try:
+        if change.remove_file:
+            os.unlink(path)
+        elif change.write:
+            if not folder_exists:
+                os.makedirs(folder, FOLDER_MODE)
+                os.chmod(folder, FOLDER_MODE)  # makedirs' mode is filtered by the umask
+                check_folder(folder, require_root_owner)
+            atomic_write(path, after_text.encode('utf-8'), FILE_MODE)
+        else:
+            os.chmod(path, FILE_MODE)
+    except OSError as exc:
+        raise ChromiumPolicyError('cannot write the policy file %s: %s (writing it needs root)'
+                                  % (path, exc.strerror or exc), 'write_failed', path)
+
+
+def _result(change: _PolicyChange, *, path: str, identity: str, state: str, warnings: list, before_text: str | None,
+            after_text: str) -> dict:
+    after_value = change.after_value
     own_after = [t for t in after_value if (_parse_entry(t) or {}).get(OWNER_KEY) == identity
                  and CARRIED_KEY not in (_parse_entry(t) or {})]
     carried_from = sorted({(_parse_entry(t) or {}).get(CARRIED_KEY) for t in after_value} - {None})
     return {
-        'changed': changed,
+        'changed': change.changed,
         'path': path,
         'identity': identity,
         'state': state,
         'entries': own_after,
         'carried_from': carried_from,
-        'reason_codes': reason_codes,
-        'reasons': reasons,
+        'reason_codes': change.reason_codes,
+        'reasons': change.reasons,
         'warnings': warnings,
-        'diff': {'before': text if text is not None else '', 'after': after_text,
+        'diff': {'before': before_text if before_text is not None else '', 'after': after_text,
                  'before_header': path, 'after_header': path},
     }

@@ -518,109 +518,206 @@ def ensure_keychain_certificate(*, keychain='login', user=None, keychain_passwor
             raise InputError('changing the System keychain needs root (become: true)', 'keychain')
 
     if state == 'present':
-        return _present(store, require_root, keychain_password=keychain_password, pkcs12_path=pkcs12_path,
-                        pkcs12_password=pkcs12_password, ca_certificate=ca_certificate, trust_ca=trust_ca,
-                        trust_policies=_validate_policies(trust_policies),
-                        urls=_validate_urls(identity_preference_urls),
-                        applications=_validate_applications(access_applications), non_extractable=non_extractable,
-                        reencrypt=reencrypt, check_mode=check_mode)
+        request = _PresentRequest(keychain_password=keychain_password, pkcs12_path=pkcs12_path,
+                                  pkcs12_password=pkcs12_password, ca_certificate=ca_certificate, trust_ca=trust_ca,
+                                  trust_policies=_validate_policies(trust_policies),
+                                  urls=_validate_urls(identity_preference_urls),
+                                  applications=_validate_applications(access_applications),
+                                  non_extractable=non_extractable, reencrypt=reencrypt, check_mode=check_mode)
+        return _present(store, require_root, request)
     return _absent(store, require_root, keychain_password=keychain_password, fingerprint_sha1=fingerprint_sha1,
                    issuer=issuer, keep_fingerprint_sha1=keep_fingerprint_sha1, check_mode=check_mode)
 
 
-def _present(store: Keychain, require_root, *, keychain_password, pkcs12_path, pkcs12_password, ca_certificate,
-             trust_ca, trust_policies, urls, applications, non_extractable, reencrypt, check_mode) -> dict:
-    if not pkcs12_path and not ca_certificate:
-        raise InputError('state=present needs pkcs12_path (with pkcs12_password) or ca_certificate', 'pkcs12_path')
-    if urls and not pkcs12_path:
-        raise InputError('identity preferences need the identity: give pkcs12_path', 'identity_preference_urls')
-    if trust_ca and not ca_certificate:
-        raise InputError('trust_ca needs ca_certificate', 'ca_certificate')
-    parsed = data = certificate = None
-    if pkcs12_path:
-        parsed, data = open_pkcs12(pkcs12_path, pkcs12_password)
-        certificate = parsed.cert.certificate
-        compatible, encryption = apple_compatible(data)
-        if not reencrypt and not compatible:
-            raise InputError('%s is encrypted with %s (AES/PBES2), which macOS security import rejects as "MAC '
-                             'verification failed"; export it with encryption: legacy or leave reencrypt enabled'
-                             % (pkcs12_path, encryption), 'pkcs12_path')
-    ca = load_pem_certificate(ca_certificate, 'ca_certificate') if ca_certificate else None
-    if ca is not None and certificate is not None and not issued_by(certificate, ca):
-        raise InputError('the certificate in %s %s' % (pkcs12_path, issuer_mismatch(certificate, ca)), 'ca_certificate')
+# -- state=present, in steps: check the options, open the files, plan against the keychain, apply, verify ------------
+@dataclass(frozen=True)
+class _PresentRequest:
+    """The state=present options; policies, URLs and applications already validated."""
+    keychain_password: object
+    pkcs12_path: str | None
+    pkcs12_password: object
+    ca_certificate: object
+    trust_ca: bool
+    trust_policies: list
+    urls: list
+    applications: list
+    non_extractable: bool
+    reencrypt: bool
+    check_mode: bool
 
-    if keychain_password:
-        store.unlock(keychain_password)  # also in check mode: it changes no item, and reads may need it
+
+@dataclass(frozen=True)
+class _PresentMaterial:
+    """The identity and the CA to put in the keychain, opened and cross-checked before the keychain is read."""
+    parsed: object  # the opened PKCS#12, None without pkcs12_path
+    certificate: object  # its certificate, None without pkcs12_path
+    sha1: str | None  # the certificate's SHA-1, how security names it
+    ca: object  # None without ca_certificate
+
+
+@dataclass(frozen=True)
+class _PresentPlan:
+    """What the keychain lacks; decided before anything changes, so check mode reports the same."""
+    trust_needed: bool
+    import_needed: bool
+    stray: bool  # the certificate is there without its key: it is deleted before the import
+    preferences_before: dict
+    preference_changes: list
+    reasons: list
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.reasons)
+
+
+def _present(store: Keychain, require_root, request: _PresentRequest) -> dict:
+    _check_present_request(request)
+    material = _open_present_material(request)
+    if request.keychain_password:
+        store.unlock(request.keychain_password)  # also in check mode: it changes no item, and reads may need it
     certificates, identities = _inventory(store)
     before = _entries(certificates, identities)
-    sha1 = fingerprints(certificate)[0] if certificate is not None else None
-    reasons = []
     with _Secrets() as secrets:
+        ca = material.ca
         ca_path = secrets.write('ca.pem', ca.public_bytes(serialization.Encoding.PEM)) if ca is not None else None
-        trust_needed = bool(trust_ca) and not store.ca_trusted(ca_path, trust_policies)
-        if trust_needed:
-            reasons.append('the CA is not trusted for %s' % ', '.join(trust_policies))
-        import_needed = sha1 is not None and sha1 not in identities
-        stray = import_needed and sha1 in certificates  # the certificate is there without its key
-        if import_needed:
-            reasons.append('the keychain does not hold certificate %s with its key' % sha1)
-        preferences_before = {url: store.preference(url) for url in urls}
-        preference_changes = [url for url in urls if preferences_before[url] != sha1]
-        if preference_changes:
-            reasons.append('identity preference to set for %s' % ', '.join(preference_changes))
-        changed = bool(reasons)
-        if changed and not check_mode:
+        plan = _plan_present(store, request, material, certificates=certificates, identities=identities,
+                             ca_path=ca_path)
+        apply = plan.changed and not request.check_mode
+        if apply:
             require_root()
-            if trust_needed:
-                store.trust(ca_path, trust_policies)
-                if not store.ca_trusted(ca_path, trust_policies):
-                    raise KeychainError('security add-trusted-cert reported success but the CA is still not trusted '
-                                        'for %s' % ', '.join(trust_policies), 'trust_ca')
-            if import_needed:
-                if stray:
-                    store.delete(sha1, with_key=False)
-                if reencrypt:
-                    # A copy in the legacy encryption macOS reads, under a one-time password: the user's PKCS#12
-                    # password never reaches a command line, and AES/PBES2 files import too.
-                    one_time = token_hex(24)
-                    copy = pkcs12_lib.repack(parsed, one_time, 'legacy', chain=[
-                        c.certificate for c in parsed.additional_certs
-                        if fingerprints(c.certificate)[0] not in certificates])
-                    store.import_pkcs12(secrets.write('import.p12', copy), one_time, applications, non_extractable,
-                                        os.path.basename(pkcs12_path))
-                else:
-                    store.import_pkcs12(pkcs12_path, str(pkcs12_password), applications, non_extractable,
-                                        os.path.basename(pkcs12_path))
-            for url in preference_changes:
-                store.prefer(sha1, url)
-    if changed and not check_mode:
-        certificates, identities = _inventory(store)
-        after = _entries(certificates, identities)
-        if sha1 is not None and sha1 not in identities:
-            raise KeychainError('security import reported success but %s does not hold certificate %s with its key'
-                                % (store.path, sha1), 'keychain')
-        preferences = {url: store.preference(url) for url in urls}
-        wrong = [url for url in urls if preferences[url] != sha1]
-        if wrong:
-            raise KeychainError('the identity preference for %s was set, but get-identity-preference finds %s: is %s '
-                                'in the keychain search list of this user (security list-keychains)?'
-                                % (', '.join(wrong), preferences[wrong[0]], store.path), 'identity_preference_urls')
+            _apply_present(store, request, material, plan, certificates=certificates, secrets=secrets,
+                           ca_path=ca_path)
+    if apply:
+        after, preferences = _verify_present(store, request.urls, material.sha1)
     else:
-        after = before
-        if changed and import_needed:
-            after = before + [dict(certificate_summary(certificate), is_ca=False, has_key=True, valid=None,
-                                   trust_error=None)]
-        preferences = {url: sha1 for url in urls} if check_mode else preferences_before
+        after, preferences = _predict_present(request, material, plan, before)
+    return _present_result(store, material, plan, before=before, after=after, preferences=preferences)
+
+
+def _check_present_request(request: _PresentRequest) -> None:
+    """Refuse option combinations that cannot work, before any file or the keychain is read."""
+    if not request.pkcs12_path and not request.ca_certificate:
+        raise InputError('state=present needs pkcs12_path (with pkcs12_password) or ca_certificate', 'pkcs12_path')
+    if request.urls and not request.pkcs12_path:
+        raise InputError('identity preferences need the identity: give pkcs12_path', 'identity_preference_urls')
+    if request.trust_ca and not request.ca_certificate:
+        raise InputError('trust_ca needs ca_certificate', 'ca_certificate')
+
+
+def _open_present_material(request: _PresentRequest) -> _PresentMaterial:
+    """Open the PKCS#12 and the CA; refuse a file macOS cannot import and a CA that did not issue the certificate."""
+    parsed = certificate = None
+    if request.pkcs12_path:
+        parsed, data = open_pkcs12(request.pkcs12_path, request.pkcs12_password)
+        certificate = parsed.cert.certificate
+        compatible, encryption = apple_compatible(data)
+        if not request.reencrypt and not compatible:
+            raise InputError('%s is encrypted with %s (AES/PBES2), which macOS security import rejects as "MAC '
+                             'verification failed"; export it with encryption: legacy or leave reencrypt enabled'
+                             % (request.pkcs12_path, encryption), 'pkcs12_path')
+    ca = load_pem_certificate(request.ca_certificate, 'ca_certificate') if request.ca_certificate else None
+    if ca is not None and certificate is not None and not issued_by(certificate, ca):
+        raise InputError('the certificate in %s %s' % (request.pkcs12_path, issuer_mismatch(certificate, ca)),
+                         'ca_certificate')
+    sha1 = fingerprints(certificate)[0] if certificate is not None else None
+    return _PresentMaterial(parsed=parsed, certificate=certificate, sha1=sha1, ca=ca)
+
+
+def _plan_present(store: Keychain, request: _PresentRequest, material: _PresentMaterial, *, certificates: dict,
+                  identities: dict, ca_path: str | None) -> _PresentPlan:
+    """Compare the keychain with the request: CA trust, the identity, then the identity preferences."""
+    reasons = []
+    trust_needed = bool(request.trust_ca) and not store.ca_trusted(ca_path, request.trust_policies)
+    if trust_needed:
+        reasons.append('the CA is not trusted for %s' % ', '.join(request.trust_policies))
+    sha1 = material.sha1
+    import_needed = sha1 is not None and sha1 not in identities
+    if import_needed:
+        reasons.append('the keychain does not hold certificate %s with its key' % sha1)
+    preferences_before = {url: store.preference(url) for url in request.urls}
+    preference_changes = [url for url in request.urls if preferences_before[url] != sha1]
+    if preference_changes:
+        reasons.append('identity preference to set for %s' % ', '.join(preference_changes))
+    return _PresentPlan(trust_needed=trust_needed, import_needed=import_needed,
+                        stray=import_needed and sha1 in certificates, preferences_before=preferences_before,
+                        preference_changes=preference_changes, reasons=reasons)
+
+
+def _apply_present(store: Keychain, request: _PresentRequest, material: _PresentMaterial, plan: _PresentPlan, *,
+                   certificates: dict, secrets: _Secrets, ca_path: str | None) -> None:
+    # Trust first, import next, preferences last: a preference needs the identity in the keychain.
+    if plan.trust_needed:
+        _trust_ca(store, ca_path, request.trust_policies)
+    if plan.import_needed:
+        if plan.stray:
+            store.delete(material.sha1, with_key=False)
+        _import_identity(store, request, material.parsed, certificates=certificates, secrets=secrets)
+    for url in plan.preference_changes:
+        store.prefer(material.sha1, url)
+
+
+def _trust_ca(store: Keychain, ca_path: str, policies: list) -> None:
+    store.trust(ca_path, policies)
+    if not store.ca_trusted(ca_path, policies):
+        raise KeychainError('security add-trusted-cert reported success but the CA is still not trusted for %s'
+                            % ', '.join(policies), 'trust_ca')
+
+
+def _import_identity(store: Keychain, request: _PresentRequest, parsed, *, certificates: dict,
+                     secrets: _Secrets) -> None:
+    shown = os.path.basename(request.pkcs12_path)
+    if not request.reencrypt:
+        store.import_pkcs12(request.pkcs12_path, str(request.pkcs12_password), request.applications,
+                            request.non_extractable, shown)
+        return
+    # A copy in the legacy encryption macOS reads, under a one-time password: the user's PKCS#12 password never
+    # reaches a command line, and AES/PBES2 files import too. CA certificates the keychain holds are left out.
+    one_time = token_hex(24)
+    chain = [c.certificate for c in parsed.additional_certs if fingerprints(c.certificate)[0] not in certificates]
+    copy = pkcs12_lib.repack(parsed, one_time, 'legacy', chain=chain)
+    store.import_pkcs12(secrets.write('import.p12', copy), one_time, request.applications, request.non_extractable,
+                        shown)
+
+
+def _verify_present(store: Keychain, urls: list, sha1: str | None) -> tuple:
+    """(entries, preferences) read back after the change: security reporting success is not taken on trust."""
+    certificates, identities = _inventory(store)
+    after = _entries(certificates, identities)
+    if sha1 is not None and sha1 not in identities:
+        raise KeychainError('security import reported success but %s does not hold certificate %s with its key'
+                            % (store.path, sha1), 'keychain')
+    preferences = {url: store.preference(url) for url in urls}
+    wrong = [url for url in urls if preferences[url] != sha1]
+    if wrong:
+        raise KeychainError('the identity preference for %s was set, but get-identity-preference finds %s: is %s '
+                            'in the keychain search list of this user (security list-keychains)?'
+                            % (', '.join(wrong), preferences[wrong[0]], store.path), 'identity_preference_urls')
+    return after, preferences
+
+
+def _predict_present(request: _PresentRequest, material: _PresentMaterial, plan: _PresentPlan,
+                     before: list) -> tuple:
+    """(entries, preferences) when nothing was changed: as they are, or in check mode as the change would leave them."""
+    after = before
+    if plan.changed and plan.import_needed:
+        after = before + [dict(certificate_summary(material.certificate), is_ca=False, has_key=True, valid=None,
+                               trust_error=None)]
+    preferences = {url: material.sha1 for url in request.urls} if request.check_mode else plan.preferences_before
+    return after, preferences
+
+
+def _present_result(store: Keychain, material: _PresentMaterial, plan: _PresentPlan, *, before: list, after: list,
+                    preferences: dict) -> dict:
+    certificate, ca = material.certificate, material.ca
     return {
-        'changed': changed, 'keychain': store.path, 'state': 'present', 'reasons': reasons,
+        'changed': plan.changed, 'keychain': store.path, 'state': 'present', 'reasons': plan.reasons,
         'certificate': _certificate_result(certificate) if certificate is not None else None,
-        'imported': sha1 if import_needed else None,
+        'imported': material.sha1 if plan.import_needed else None,
         'ca_fingerprint_sha1': fingerprints(ca)[0] if ca is not None else None,
-        'ca_trust_changed': trust_needed, 'identity_preferences': preferences,
-        'preferences_changed': preference_changes, 'removed': [], 'certificates': after,
+        'ca_trust_changed': plan.trust_needed, 'identity_preferences': preferences,
+        'preferences_changed': plan.preference_changes, 'removed': [], 'certificates': after,
         'diff': {'before': _summary(before), 'after': _summary(after)},
     }
-
 
 def _absent(store: Keychain, require_root, *, keychain_password, fingerprint_sha1, issuer, keep_fingerprint_sha1,
             check_mode) -> dict:
