@@ -37,7 +37,8 @@ _PEM_KEY_BEGIN = re.compile(rb'-----BEGIN ((?:[A-Z]+ )?)PRIVATE' + rb' KEY-----'
 def export(ca, *, serial=None, identity=None, format='pkcs12', dest=None, password=None, encryption='modern',
            friendly_name=None, include_chain=True, include_key=None, iterations=None, check_mode=False) -> dict:
     """Write the certificate (and its key, if held) to ``dest`` (0600); unchanged content is not rewritten."""
-    include_key = _check_export_options(format, encryption, dest, password, include_key, iterations)
+    include_key = _check_export_options(format=format, encryption=encryption, dest=dest, password=password,
+                                        include_key=include_key, iterations=iterations)
     if (serial is None) == (identity is None):
         raise InputError('give either serial or identity', 'serial' if serial else 'identity')
     field = 'serial' if serial is not None else 'identity'
@@ -68,7 +69,8 @@ def export(ca, *, serial=None, identity=None, format='pkcs12', dest=None, passwo
         with writing(dest, 'dest', 'change the mode of'):
             os.chmod(dest, 0o600)
         return result
-    data = _encode(format, certificate, chain, key, password, encryption, name, rounds)
+    data = _encode(format, certificate, chain=chain, key=key, password=password, encryption=encryption, name=name,
+                   rounds=rounds)
     atomic_write(dest, data, 0o600, field='dest')
     with ca.store.write():
         ca.store.append_audit(now, 'export', record.identity, [record.serial], 'written',
@@ -77,7 +79,7 @@ def export(ca, *, serial=None, identity=None, format='pkcs12', dest=None, passwo
     return result
 
 
-def _check_export_options(format, encryption, dest, password, include_key, iterations) -> bool:
+def _check_export_options(*, format, encryption, dest, password, include_key, iterations) -> bool:
     """Validate the options; returns include_key with its default (the key goes with PKCS#12)."""
     if format not in EXPORT_FORMATS:
         raise InputError('unknown format %r (use pkcs12, pem or der)' % format, 'format')
@@ -133,7 +135,7 @@ def held_key(ca, record: CertificateRecord, wrapped, now, field: str):
     return ca.key_wrapper().unwrap(wrapped, record.serial)
 
 
-def _encode(format, certificate, chain, key, password, encryption, name, rounds) -> bytes:
+def _encode(format, certificate, *, chain, key, password, encryption, name, rounds) -> bytes:
     if format == 'pkcs12':
         return pkcs12_lib.serialize(key=key, certificate=certificate, chain=chain, password=password,
                                     encryption=encryption, friendly_name=name, iterations=rounds)

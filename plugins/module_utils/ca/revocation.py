@@ -101,7 +101,8 @@ def publish_crl(ca, *, dest=None, format='pem', next_update_days=7, check_mode=F
         number = max(int(state.get('number', 0)), published_number) + (1 if reasons else 0)
         crl = published
         if reasons:
-            crl = None if check_mode else _sign_crl(ca, entries, number, digest, days, reasons, now)
+            crl = None if check_mode else _sign_crl(ca, entries, number=number, digest=digest, days=days,
+                                                   reasons=reasons, now=now)
         dest_changed = bool(dest) and _copy_crl(crl, dest, format, check_mode)
     return {
         'changed': bool(reasons) or dest_changed, 'regenerated': bool(reasons), 'reasons': reasons,
@@ -138,7 +139,7 @@ def _crl_reasons(published, state: dict, digest: str, days: int, now) -> list:
     return reasons
 
 
-def _sign_crl(ca, entries, number: int, digest: str, days: int, reasons: list, now):
+def _sign_crl(ca, entries, *, number: int, digest: str, days: int, reasons: list, now):
     crl = crl_lib.build_crl(ca_certificate=ca.authority.certificate, ca_key=ca.authority.key, entries=entries,
                             number=number, this_update=now - BACKDATE, next_update=now + datetime.timedelta(days=days))
     if len(list(crl)) != len(entries):
