@@ -15,10 +15,13 @@ Layout of a CA directory (0700)::
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import datetime
 import fcntl
 import os
+import re
 
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.keys import key_type_of
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CAError, InputError, PassphraseError
@@ -27,6 +30,7 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.files import 
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
 from ansible_collections.certfleet.pki.plugins.module_utils.store.factory import EMBEDDED_STATE_FILE, store_exists
+from ansible_collections.certfleet.pki.plugins.module_utils.x509.der import OCTET_STRING, SEQUENCE, children, read_tlv
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import certificate_serial, fingerprint
 
 try:
@@ -43,6 +47,7 @@ CRL_PEM_FILE = 'crl.pem'
 CRL_DER_FILE = 'crl.der'
 LOCK_FILE = '.lock'
 PUBLIC_FILE_MODE = 0o644
+_ENCRYPTED_PEM = re.compile(rb'-----BEGIN ENCRYPTED PRIVATE KEY-----(.*?)-----END ENCRYPTED PRIVATE KEY-----', re.S)
 
 
 def to_bytes(text) -> bytes | None:
@@ -54,9 +59,9 @@ def to_bytes(text) -> bytes | None:
 def load_private_key(data: bytes, passphrase, field: str, passphrase_field: str, trusted: bool = False):
     """Load a PEM key (PKCS#8 or traditional); a missing or wrong passphrase and a damaged key are clear errors.
 
-    Only OpenSSL's "incorrect password" means a wrong passphrase. A key that lost lines but kept its PEM framing,
-    or whose base64 is broken, fails to parse before any decryption; that is a damaged key (code ``key_damaged``),
-    not a wrong passphrase (code ``wrong_passphrase``).
+    OpenSSL's "incorrect password", or a parse failure behind an intact encrypted envelope, means a wrong
+    passphrase (code ``wrong_passphrase``). A key that lost lines but kept its PEM framing, or whose base64 is
+    broken, fails to parse before any decryption; that is a damaged key (code ``key_damaged``).
 
     ``trusted`` skips the RSA consistency check (about 0.1 s for RSA 3072) for the CA's own key file, which was
     checked when it was created or imported; OpenSSL verifies every RSA-CRT signature it makes in any case.
@@ -74,11 +79,29 @@ def load_private_key(data: bytes, passphrase, field: str, passphrase_field: str,
         raise InputError('cannot be loaded (%s)' % exc, field)
     except ValueError as exc:
         text = str(exc).lower()
-        if secret is not None and ('bad decrypt' in text or 'incorrect password' in text):
+        wrong = 'bad decrypt' in text or 'incorrect password' in text
+        # A wrong passphrase passes the CBC padding check about once in 256 tries, and the garbage then fails to
+        # parse; an intact encrypted envelope says the damage is only in what the passphrase decrypted.
+        if secret is not None and (wrong or _encrypted_envelope_intact(data)):
             raise PassphraseError('wrong passphrase for the key', passphrase_field, code='wrong_passphrase')
         if b'-----BEGIN' in data and b'PRIVATE KEY-----' in data:
             raise InputError('is a damaged private key: %s' % _damage_detail(exc), field, code='key_damaged')
         raise InputError('is not a PEM private key (%s)' % exc, field)
+
+
+def _encrypted_envelope_intact(data: bytes) -> bool:
+    """Whether an ENCRYPTED PRIVATE KEY block holds a well-formed EncryptedPrivateKeyInfo (algorithm, ciphertext)."""
+    match = _ENCRYPTED_PEM.search(data)
+    if match is None:
+        return False
+    try:
+        der = base64.b64decode(b''.join(match.group(1).split()), validate=True)
+        tag, value, end = read_tlv(der)
+        parts = children(value)
+    except (ValueError, binascii.Error):
+        return False
+    return (tag == SEQUENCE and end == len(der) and len(parts) == 2 and parts[0][0] == SEQUENCE
+            and parts[1][0] == OCTET_STRING and len(parts[1][1]) > 0)
 
 
 def _damage_detail(exc: Exception) -> str:

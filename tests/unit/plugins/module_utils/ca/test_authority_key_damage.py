@@ -78,3 +78,27 @@ def test_load_private_key_names_damage_for_any_key(ca):
         load_private_key(b'\n'.join(lines) + b'\n', 'wrong horse', 'import_private_key', 'import_passphrase')
     assert err.value.code == 'wrong_passphrase'
     assert err.value.field == 'import_passphrase'
+
+
+def test_wrong_passphrase_that_passes_the_padding_check_is_still_a_wrong_passphrase():
+    """About one wrong passphrase in 256 decrypts to garbage with valid CBC padding; OpenSSL then reports a parse
+    error, not "bad decrypt". The intact encrypted envelope shows it is the passphrase, not the file."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b'the right one'))
+    unlucky = None
+    for attempt in range(5000):
+        guess = 'wrong-%d' % attempt
+        try:
+            serialization.load_pem_private_key(pem, password=guess.encode())
+        except ValueError as exc:
+            text = str(exc).lower()
+            if 'incorrect password' not in text and 'bad decrypt' not in text:
+                unlucky = guess
+                break
+    assert unlucky is not None, 'no passphrase among 5000 passed the padding check (expected about 1 in 256)'
+    with pytest.raises(PassphraseError) as err:
+        load_private_key(pem, unlucky, 'import_private_key', 'import_passphrase')
+    assert err.value.code == 'wrong_passphrase' and err.value.field == 'import_passphrase'
