@@ -356,7 +356,10 @@ up_to_date:
   type: list
   elements: str
 invalid:
-  description: With O(requests), requests that cannot be served, with C(identity), C(host), C(field) and C(msg).
+  description:
+    - With O(requests), requests that cannot be served, with C(identity), C(host), C(field), C(msg) and
+      C(error_code) (C(invalid_input), C(policy), or C(defined_twice) for an identity defined
+      differently in two places).
   returned: when O(requests) is given
   type: list
   elements: dict
