@@ -98,7 +98,7 @@ def test_plan_reports_invalid_requests_with_codes_and_goes_on(make_ca):
     ])
     by_host = {entry['host']: entry for entry in plan['invalid']}
     assert by_host['h2']['error_code'] == 'defined_twice' and by_host['h2']['field'] == 'identity'
-    assert by_host['h3']['error_code'] in ('invalid_input', 'policy') and by_host['h3']['field'] == 'key_type'
+    assert by_host['h3']['error_code'] == 'invalid_input' and by_host['h3']['field'] == 'key_type'
     assert by_host['h4']['field'] == 'identity'
     assert by_host[None]['field'] == 'requests[4]'
     assert [d['identity'] for d in plan['due']] == ['erin'] and plan['due'][0]['reason_codes'] == ['no_certificate']
