@@ -15,8 +15,11 @@ description:
     there with its key is not imported again, whatever its nickname.
   - With O(state=absent), removes certificates together with their private keys, selected by
     O(fingerprint_sha256), O(serial) or O(nickname) (all given selectors must match), or every certificate with a
-    key issued by O(issuer) except those in O(keep_fingerprint_sha256). This is how a superseded certificate is
-    removed after a renewal.
+    key issued by O(issuer) except those in O(keep_fingerprint_sha256).
+  - After a renewal, the superseded certificates are best removed by the list the CA keeps, the C(superseded)
+    fingerprints of M(certfleet.pki.client_certificate_info), given to O(fingerprint_sha256) with O(issuer) as the
+    guard; that is what the C(certfleet.pki.deploy) role does. The sweep by O(issuer) alone also takes other
+    identities of the same CA in the same database, and is meant for a database that holds one identity of that CA.
   - Removal is exact. NSS gives every certificate of one subject the same nickname, so after a renewal the old and
     the new certificate share it and C(certutil -D -n NICKNAME) may delete the new one. This module deletes a
     certificate with a key by its PKCS#11 ID (derived from its public key) and then that key, so only the selected
@@ -97,9 +100,15 @@ options:
     default: T,,
   fingerprint_sha256:
     description:
-      - With O(state=absent), remove the certificate with this SHA-256 fingerprint (hex, colons and case do not
-        matter).
-    type: str
+      - With O(state=absent), remove the certificate with this SHA-256 fingerprint, or the certificates with any of
+        these SHA-256 fingerprints (hex, colons and case do not matter). A single fingerprint may be given as a
+        string.
+      - The C(certfleet.pki.deploy) role, through the C(firefox_nss) and C(chromium_nss) roles, passes the CA's
+        C(superseded) fingerprints of the identity here, so exactly those certificates go.
+      - An empty list selects nothing and removes nothing; it does not fall back to removal by O(issuer) alone.
+      - A fingerprint that is also in O(keep_fingerprint_sha256) is kept.
+    type: list
+    elements: str
   serial:
     description:
       - With O(state=absent), remove certificates with this serial number, or with any of these serial numbers
@@ -113,21 +122,22 @@ options:
     description:
       - With O(state=absent), remove certificates with this nickname.
       - A nickname may name several certificates (same subject); all of them are selected. Prefer
-        O(fingerprint_sha256) or O(issuer) with O(keep_fingerprint_sha256).
+        O(fingerprint_sha256).
     type: str
   issuer:
     description:
       - A CA certificate, PEM text or a path on the target.
       - With O(state=absent) and no other selector, removes every certificate with a private key that this CA
         issued (checked by signature, not only by name), except those in O(keep_fingerprint_sha256). CA
-        certificates and certificates without a key are kept.
+        certificates and certificates without a key are kept. This takes every identity of this CA in the
+        database; where the database may hold more than one, give the CA's list in O(fingerprint_sha256) instead.
       - With O(fingerprint_sha256), O(serial) or O(nickname) it is a guard; when a selected certificate was not
         issued by this CA the module fails, naming O(issuer), and removes nothing.
     type: str
   keep_fingerprint_sha256:
     description:
       - SHA-256 fingerprints of certificates that O(state=absent) must never remove, typically the current
-        certificate when removing superseded ones by O(issuer).
+        certificate when removing superseded ones, whether by O(fingerprint_sha256) or by O(issuer) alone.
     type: list
     elements: str
     default: []
@@ -149,7 +159,25 @@ EXAMPLES = r'''
   become_user: alice
   register: firefox_import
 
-- name: The superseded certificates of this CA are gone from the profile, the current one stays
+- name: The CA's record of alice's certificates is read
+  certfleet.pki.client_certificate_info:
+    ca_path: /var/lib/certfleet/ca
+    identity: alice
+  delegate_to: ca.example.org
+  register: alice_record
+
+- name: Exactly the certificates the CA lists as superseded are gone from the profile, the current one stays
+  certfleet.pki.nss_certificate:
+    db: /home/alice/.mozilla/firefox/k2x9w1a7.default-release
+    state: absent
+    fingerprint_sha256: "{{ alice_record.superseded | map(attribute='fingerprint_sha256') | list }}"
+    issuer: /etc/certfleet/client-ca.pem
+    keep_fingerprint_sha256:
+      - "{{ alice_cert.fingerprint_sha256 }}"
+  become: true
+  become_user: alice
+
+- name: In a profile that holds only alice's certificates of this CA, every other one goes
   certfleet.pki.nss_certificate:
     db: /home/alice/.mozilla/firefox/k2x9w1a7.default-release
     state: absent
@@ -201,6 +229,7 @@ ca_changed:
   type: str
 removed:
   description: The certificates removed (in check mode, that would be), with the keys of RV(certificates).
+    Empty when nothing was selected, for example an empty O(fingerprint_sha256) list.
   returned: always
   type: list
   elements: dict
@@ -268,7 +297,7 @@ def main():
             'ca_certificate': {'type': 'str'},
             'ca_nickname': {'type': 'str'},
             'trust': {'type': 'str', 'default': 'T,,'},
-            'fingerprint_sha256': {'type': 'str'},
+            'fingerprint_sha256': {'type': 'list', 'elements': 'str'},
             'serial': {'type': 'list', 'elements': 'str', 'aliases': ['serials']},
             'nickname': {'type': 'str'},
             'issuer': {'type': 'str'},

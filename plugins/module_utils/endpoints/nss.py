@@ -366,10 +366,15 @@ def ensure_nss_certificate(*, db, db_password=None, create_db=False, state='pres
                 'diff': {'before': '\n'.join(_summary(before)) + '\n', 'after': '\n'.join(_summary(after)) + '\n'}}
 
     # state == absent
-    selectors = [s for s in (fingerprint_sha256, serial, nickname) if s]
+    # fingerprint_sha256 is one fingerprint or a list of them (the CA's superseded list). A list that is given but
+    # empty selects nothing; it never falls back to the sweep by issuer, which only happens without any selector.
+    fingerprint_given = fingerprint_sha256 is not None and not (
+        isinstance(fingerprint_sha256, str) and not fingerprint_sha256)
+    selectors = [s for s in (serial, nickname) if s] + ([fingerprint_sha256] if fingerprint_given else [])
     if not selectors and not issuer:
         raise InputError('state=absent needs fingerprint_sha256, serial, nickname or issuer', 'fingerprint_sha256')
-    wanted_fp = normalize_fingerprint(fingerprint_sha256, 'fingerprint_sha256') if fingerprint_sha256 else None
+    wanted_fps = ({normalize_fingerprint(one, 'fingerprint_sha256') for one in _as_list(fingerprint_sha256)}
+                  if fingerprint_given else None)
     wanted_serials = {normalize_serial(one) for one in _as_list(serial)} if serial else None
     keep = {normalize_fingerprint(k, 'keep_fingerprint_sha256') for k in _as_list(keep_fingerprint_sha256)}
     ca = load_pem_certificate(issuer, 'issuer') if issuer else None
@@ -377,7 +382,7 @@ def ensure_nss_certificate(*, db, db_password=None, create_db=False, state='pres
     before = database.certificates()
     if selectors:
         targets = [e for e in before
-                   if (wanted_fp is None or e.fingerprint_sha256 == wanted_fp)
+                   if (wanted_fps is None or e.fingerprint_sha256 in wanted_fps)
                    and (wanted_serials is None or e.serial in wanted_serials)
                    and (nickname is None or e.nickname == nickname)]
         if ca is not None:

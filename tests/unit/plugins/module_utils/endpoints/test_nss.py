@@ -242,6 +242,89 @@ def test_removal_by_fingerprint(issued, db, spelling):
     assert ensure(db, state='absent', fingerprint_sha256=fp)['changed'] is False
 
 
+def _three_of_one_ca(issued, db):
+    """alice's old and new certificate (same subject, same nickname) and bob's, all with keys, from one CA."""
+    _two_alices(issued, db)
+    ensure(db, pkcs12_path=issued.rsa_p12, pkcs12_password=P12_PASSWORD, ca_certificate=issued.ca_pem)
+    assert len(certutil_keys(db)) == 3
+
+
+def _key_ids(*results) -> list:
+    return sorted(nss.certificate_key_id(x509.load_pem_x509_certificate(r['certificate'].encode())) for r in results)
+
+
+def test_removal_by_fingerprint_list_takes_exactly_the_listed_certificates(issued, db):
+    """The CA's superseded list: only what it names goes, not bob, another identity of the same CA."""
+    _three_of_one_ca(issued, db)
+    listed = [_colons(issued.old['fingerprint_sha256'])]
+    keep = [issued.new['fingerprint_sha256']]
+    sums = db_sums(db)
+    check = ensure(db, state='absent', fingerprint_sha256=listed, issuer=issued.ca_pem,
+                   keep_fingerprint_sha256=keep, check_mode=True)
+    assert check['changed'] is True
+    assert [c['serial'] for c in check['removed']] == [issued.old['serial']]
+    assert db_sums(db) == sums and len(certutil_keys(db)) == 3
+
+    result = ensure(db, state='absent', fingerprint_sha256=listed, issuer=issued.ca_pem, keep_fingerprint_sha256=keep)
+    assert result['changed'] is True
+    assert [c['serial'] for c in result['removed']] == [issued.old['serial']]
+    left = sorted(c['serial'] for c in result['certificates'] if not c['is_ca'])
+    assert left == sorted([issued.new['serial'], issued.rsa['serial']])
+    # counted with certutil itself: alice's new key and bob's key are there, alice's old one is gone
+    assert sorted(certutil_keys(db)) == _key_ids(issued.new, issued.rsa)
+    assert nicknames(db).count('alice') == 1
+
+    again = ensure(db, state='absent', fingerprint_sha256=listed, issuer=issued.ca_pem, keep_fingerprint_sha256=keep)
+    assert again['changed'] is False and again['removed'] == []
+
+
+def test_removal_by_fingerprint_list_of_several_keeps_the_kept_one(issued, db):
+    """Several fingerprints, one of them also to keep: the kept one stays, the others go; what is not there is no
+    error."""
+    _three_of_one_ca(issued, db)
+    absent_fp = 'AB' * 32
+    listed = [issued.old['fingerprint_sha256'].lower(), issued.rsa['fingerprint_sha256'],
+              issued.new['fingerprint_sha256'], absent_fp]
+    result = ensure(db, state='absent', fingerprint_sha256=listed, issuer=issued.ca_pem,
+                    keep_fingerprint_sha256=[issued.new['fingerprint_sha256']])
+    assert sorted(c['serial'] for c in result['removed']) == sorted([issued.old['serial'], issued.rsa['serial']])
+    assert [c['fingerprint_sha256'] for c in result['certificates'] if not c['is_ca']] == [
+        issued.new['fingerprint_sha256']]
+    assert certutil_keys(db) == _key_ids(issued.new)
+
+
+def test_empty_fingerprint_list_removes_nothing_and_does_not_sweep_by_issuer(issued, db):
+    _three_of_one_ca(issued, db)
+    sums = db_sums(db)
+    for check_mode in (True, False):
+        result = ensure(db, state='absent', fingerprint_sha256=[], issuer=issued.ca_pem, check_mode=check_mode)
+        assert result['changed'] is False and result['removed'] == []
+        assert len([c for c in result['certificates'] if not c['is_ca']]) == 3
+    assert db_sums(db) == sums and len(certutil_keys(db)) == 3
+
+
+def test_fingerprint_list_with_a_certificate_of_another_ca_is_refused_and_nothing_is_removed(issued, foreign, db):
+    _other, foreign_result, foreign_p12 = foreign
+    _two_alices(issued, db)
+    ensure(db, pkcs12_path=foreign_p12, pkcs12_password=P12_PASSWORD)
+    listed = certutil_list(db)
+    keys = certutil_keys(db)
+    with pytest.raises(InputError) as failure:
+        ensure(db, state='absent', issuer=issued.ca_pem,
+               fingerprint_sha256=[issued.old['fingerprint_sha256'], foreign_result['fingerprint_sha256']])
+    assert failure.value.field == 'issuer' and 'nothing was removed' in failure.value.message
+    assert certutil_list(db) == listed and certutil_keys(db) == keys
+
+
+def test_fingerprint_list_with_a_malformed_element_fails_naming_the_field(issued, db):
+    _two_alices(issued, db)
+    sums = db_sums(db)
+    with pytest.raises(InputError) as failure:
+        ensure(db, state='absent', issuer=issued.ca_pem, fingerprint_sha256=[issued.old['fingerprint_sha256'], 'AB:CD'])
+    assert failure.value.field == 'fingerprint_sha256' and 'not a SHA-256' in failure.value.message
+    assert db_sums(db) == sums
+
+
 @pytest.mark.parametrize('spelling', ['plain', 'colons', '0x-leading-zeros'])
 def test_removal_by_serial(issued, db, spelling):
     _two_alices(issued, db)
