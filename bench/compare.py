@@ -165,8 +165,8 @@ def table(runs: list, meta: dict) -> str:
     for name in cases:
         base, head = pooled['base'][name], pooled['head'][name]
         if not base or not head:
-            lines.append('%-*s  %5s  %10s  %10s  %10s' % (width, name, '%d/%d' % (len(base), len(head)),
-                                                         '-', '-', '-'))
+            runs_text = '%d/%d' % (len(base), len(head))
+            lines.append('%-*s  %5s  %10s  %10s  %10s' % (width, name, runs_text, '-', '-', '-'))
             continue
         b, h = statistics.median(base), statistics.median(head)
         flag = ''.join(' PROBLEMS(%s)' % side for side in ('base', 'head') if (name.split()[0], side) in bad)
@@ -182,7 +182,7 @@ def table(runs: list, meta: dict) -> str:
               'base %s (%s), head %s (%s); %s, checkouts alternating, medians of all runs (runs = base/head).'
               % (meta['base'][:10], meta['base_label'], meta['head'][:10], meta['head_label'], rounds),
               'Sizes: bulk %s; nightly %s.' % (' '.join(BENCHES['bulk']['args']),
-                                                 ' '.join(BENCHES['nightly']['args'])),
+                                               ' '.join(BENCHES['nightly']['args'])),
               '%s; nproc=%s; 1-min load average %.1f to %.1f; %s; total %.0f s.'
               % (meta['python'], os.cpu_count(), min(loads, default=0), max(loads, default=0),
                  meta['date'][:16], meta['total_seconds'])]

@@ -102,7 +102,7 @@ def publish_crl(ca, *, dest=None, format='pem', next_update_days=7, check_mode=F
         crl = published
         if reasons:
             crl = None if check_mode else _sign_crl(ca, entries, number=number, digest=digest, days=days,
-                                                   reasons=reasons, now=now)
+                                                    reasons=reasons, now=now)
         dest_changed = bool(dest) and _copy_crl(crl, dest, format, check_mode)
     return {
         'changed': bool(reasons) or dest_changed, 'regenerated': bool(reasons), 'reasons': reasons,

@@ -117,6 +117,7 @@ def _root_payload(*, identity: str, identifier: str, ca) -> dict:
         'PayloadVersion': 1,
     }
 
+
 def serialize_profile(profile: dict) -> bytes:
     return plistlib.dumps(profile, fmt=plistlib.FMT_XML, sort_keys=True)
 

@@ -719,6 +719,7 @@ def _present_result(store: Keychain, material: _PresentMaterial, plan: _PresentP
         'diff': {'before': _summary(before), 'after': _summary(after)},
     }
 
+
 def _absent(store: Keychain, require_root, *, keychain_password, fingerprint_sha1, issuer, keep_fingerprint_sha1,
             check_mode) -> dict:
     if not fingerprint_sha1 and not issuer:

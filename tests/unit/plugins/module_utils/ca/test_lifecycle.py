@@ -143,4 +143,4 @@ def test_commits_write_supersede_link_audit_and_revoke_once(make_ca):
     assert revoked.status == 'revoked' and revoked.revocation_reason == 'superseded'
     entry = [e for e in ca.audit() if e['action'] == 'revoke'][-1]
     assert entry['detail'] == {'request': 'test', 'reason': 'superseded', 'was_current': False,
-                                'was_pending_revocation': True}
+                               'was_pending_revocation': True}
