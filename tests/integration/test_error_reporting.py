@@ -24,14 +24,14 @@ def _library():
     root = str(ensure_collection_link())
     if root not in sys.path:
         sys.path.insert(0, root)
-    from ansible_collections.certfleet.pki.plugins.module_utils.ca import service  # pylint: disable=import-error
-    return service
+    from ansible_collections.certfleet.pki.plugins.module_utils.ca import service, setup  # pylint: disable=import-error
+    return service, setup
 
 
 def _make_ca(path: pathlib.Path) -> None:
-    service = _library()
-    service.ensure_ca(ca_path=str(path), ca_passphrase=PASSPHRASE, subject={'CN': 'Errors Test CA'},
-                      key_type='ec-p256')
+    service, setup = _library()
+    setup.ensure_ca(ca_path=str(path), ca_passphrase=PASSPHRASE, subject={'CN': 'Errors Test CA'},
+                    key_type='ec-p256')
     with service.ManagedCA(str(path), PASSPHRASE) as ca:
         for identity in IDENTITIES:
             ca.ensure_certificate(ca.build_wanted(identity=identity, subject={'CN': identity}, key_type='ec-p256'))
@@ -103,8 +103,8 @@ def test_damaged_store_through_ansible(damaged_ca, tmp_path):
 def test_damaged_ca_key_and_wrong_passphrase_through_ansible(tmp_path, collections_path):
     ansible = AnsibleRunner(tmp_path / 'ansible')
     ca = tmp_path / 'ca'
-    service = _library()
-    service.ensure_ca(ca_path=str(ca), ca_passphrase=PASSPHRASE, subject={'CN': 'Key Test CA'}, key_type='ec-p256')
+    service, setup = _library()
+    setup.ensure_ca(ca_path=str(ca), ca_passphrase=PASSPHRASE, subject={'CN': 'Key Test CA'}, key_type='ec-p256')
     tasks = [{'certfleet.pki.client_certificate': {'ca_path': str(ca), 'ca_passphrase': 'wrong horse',
                                                    'identity': 'alice', 'subject': {'CN': 'alice'}}}]
     wrong = run_tasks(ansible, tasks, 'wrong')[0]
@@ -123,8 +123,8 @@ def test_unwritable_destinations_through_ansible(tmp_path, collections_path):
     """A destination that cannot be written is a clean failure naming the option, the path and the reason."""
     ansible = AnsibleRunner(tmp_path / 'ansible')
     ca = tmp_path / 'ca'
-    service = _library()
-    service.ensure_ca(ca_path=str(ca), ca_passphrase=PASSPHRASE, subject={'CN': 'Write Test CA'}, key_type='ec-p256')
+    service, setup = _library()
+    setup.ensure_ca(ca_path=str(ca), ca_passphrase=PASSPHRASE, subject={'CN': 'Write Test CA'}, key_type='ec-p256')
     with service.ManagedCA(str(ca), PASSPHRASE) as opened:
         opened.ensure_certificate(opened.build_wanted(identity='alice', subject={'CN': 'Alice'}, key_type='ec-p256'))
     out = tmp_path / 'out'

@@ -61,8 +61,8 @@ def test_identity_options_on_issue_and_reissue(tmp_path, collections_path):
     root = str(ensure_collection_link())
     if root not in sys.path:
         sys.path.insert(0, root)
-    from ansible_collections.certfleet.pki.plugins.module_utils.ca import service  # pylint: disable=import-error
-    service.ensure_ca(ca_path=str(ca), ca_passphrase=passphrase, subject={'CN': 'Options CA'}, key_type='ec-p256')
+    from ansible_collections.certfleet.pki.plugins.module_utils.ca import service, setup  # pylint: disable=import-error
+    setup.ensure_ca(ca_path=str(ca), ca_passphrase=passphrase, subject={'CN': 'Options CA'}, key_type='ec-p256')
 
     run = ansible.run(pathlib.Path('certfleet.pki.issue'), inventory=inventory)
     assert run.returncode == 0, run.explain()

@@ -20,9 +20,9 @@ def test_report_csv_neutralises_formulas(tmp_path, collections_path):
     root = str(ensure_collection_link())
     if root not in sys.path:
         sys.path.insert(0, root)
-    from ansible_collections.certfleet.pki.plugins.module_utils.ca import service  # pylint: disable=import-error
+    from ansible_collections.certfleet.pki.plugins.module_utils.ca import service, setup  # pylint: disable=import-error
     ca = tmp_path / 'ca'
-    service.ensure_ca(ca_path=str(ca), ca_passphrase=PASSPHRASE, subject={'CN': 'Report CA'}, key_type='ec-p256')
+    setup.ensure_ca(ca_path=str(ca), ca_passphrase=PASSPHRASE, subject={'CN': 'Report CA'}, key_type='ec-p256')
     with service.ManagedCA(str(ca), PASSPHRASE) as opened:
         for identity in IDENTITIES:
             opened.ensure_certificate(opened.build_wanted(identity=identity, subject={'CN': identity},

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: certfleet.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""service.ensure_ca: creating, re-running, updating and importing the CA."""
+"""setup.ensure_ca: creating, re-running, updating and importing the CA."""
 
 from __future__ import annotations
 
