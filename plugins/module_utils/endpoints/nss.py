@@ -289,6 +289,7 @@ def ensure_nss_certificate(*, db, db_password=None, create_db=False, state='pres
                            fingerprint_sha256=None, serial=None, nickname=None, issuer=None,
                            keep_fingerprint_sha256=None, check_mode=False, runner=None, certutil='certutil',
                            pk12util='pk12util') -> dict:
+    """Import a client certificate with its key (and trust its CA), or remove certificates with their keys."""
     database = NSSDatabase(db, db_password, runner, certutil=certutil, pk12util=pk12util)
     if state not in ('present', 'absent'):
         raise InputError('must be present or absent', 'state')
@@ -296,76 +297,108 @@ def ensure_nss_certificate(*, db, db_password=None, create_db=False, state='pres
     if not check_mode:
         check_writable_as_self(database.path, 'the NSS database', 'db')
     trust = validate_trust(trust)
-    created = False
     if state == 'present':
+        wanted = _WantedPresent.load(pkcs12_path, pkcs12_password, ca_certificate, ca_nickname, trust)
+        return _present(database, wanted, create_db, check_mode)
+    return _absent(database, fingerprint_sha256=fingerprint_sha256, serial=serial, nickname=nickname, issuer=issuer,
+                   keep_fingerprint_sha256=keep_fingerprint_sha256, check_mode=check_mode)
+
+
+@dataclass
+class _WantedPresent:
+    """What state=present asks for, loaded and checked before the database is touched."""
+    pkcs12_path: str | None
+    pkcs12_password: object
+    certificate: object
+    ca: object
+    ca_nickname: str | None
+    trust: str
+
+    @classmethod
+    def load(cls, pkcs12_path, pkcs12_password, ca_certificate, ca_nickname, trust) -> '_WantedPresent':
         if not pkcs12_path and not ca_certificate:
             raise InputError('state=present needs pkcs12_path (with pkcs12_password) or ca_certificate',
                              'pkcs12_path')
-        certificate = chain = ca = None
+        certificate = ca = None
         if pkcs12_path:
-            certificate, chain = load_pkcs12(pkcs12_path, pkcs12_password)
+            certificate, _chain = load_pkcs12(pkcs12_path, pkcs12_password)
         if ca_certificate:
             ca = load_pem_certificate(ca_certificate, 'ca_certificate')
             if certificate is not None and not issued_by(certificate, ca):
                 raise InputError('the certificate in %s %s' % (pkcs12_path, issuer_mismatch(certificate, ca)),
                                  'ca_certificate')
-        if not database.exists():
-            if not create_db:
-                database.require()
-            if os.path.exists(database.path) and not os.path.isdir(database.path):
-                raise InputError('%s exists and is not a folder' % database.path, 'db')
-            created = True
-            if not check_mode:
-                database.create()
-        before = [] if created and check_mode else database.certificates()
-        by_fingerprint = {e.fingerprint_sha256: e for e in before}
-        imported = None
-        actions = []
-        if certificate is not None:
-            fp = fingerprint(certificate)
-            entry = by_fingerprint.get(fp)
-            if entry is None or entry.has_key is False:
-                if not created and database.key_ids() is None:
-                    raise NSSError('%s is protected by a token (primary) password; give db_password to import a '
-                                   'key' % database.path, 'db_password')
-                imported = fp
-                actions.append('import')
-        ca_change = None
-        if ca is not None:
-            fp = fingerprint(ca)
-            entry = by_fingerprint.get(fp)
-            if entry is None:
-                ca_change = 'add'
-            elif not all(set(w) <= set(h) for w, h in zip(trust.split(','), entry.trust.split(','), strict=True)):
-                ca_change = 'trust'
-        changed = created or bool(actions) or ca_change is not None
-        if changed and not check_mode:
-            if imported:
-                database.import_pkcs12(pkcs12_path, pkcs12_password)
-            if ca is not None and ca_change is not None:
-                nickname_for_ca = ca_nickname or common_name(ca.subject)
-                current = {e.fingerprint_sha256: e for e in database.certificates()}.get(
-                    fingerprint(ca))
-                if current is None:
-                    with tempfile.NamedTemporaryFile('wb', suffix='.pem') as handle:
-                        handle.write(ca.public_bytes(serialization.Encoding.PEM))
-                        handle.flush()
-                        database.add_ca(handle.name, nickname_for_ca, trust)
-                else:
-                    merged = ','.join(''.join(sorted(set(w) | set(h)))
-                                      for w, h in zip(trust.split(','), current.trust.split(','), strict=True))
-                    database.set_trust(current.nickname, merged)
-        after = database.certificates() if (changed and not check_mode) else before
-        if imported and not check_mode:
-            holder = {e.fingerprint_sha256: e for e in after}.get(imported)
-            if holder is None or holder.has_key is False:
-                raise NSSError('pk12util reported success but %s does not hold the certificate %s with its key'
-                               % (database.path, imported), 'db')
-        return {'changed': changed, 'db': database.path, 'created': created, 'imported': imported,
-                'ca_changed': ca_change, 'removed': [], 'certificates': [e.to_result() for e in after],
-                'diff': {'before': '\n'.join(_summary(before)) + '\n', 'after': '\n'.join(_summary(after)) + '\n'}}
+        return cls(pkcs12_path, pkcs12_password, certificate, ca, ca_nickname, trust)
 
-    # state == absent
+
+def _present(database: NSSDatabase, wanted: _WantedPresent, create_db: bool, check_mode: bool) -> dict:
+    created = _ensure_database(database, create_db, check_mode)
+    before = [] if created and check_mode else database.certificates()
+    by_fingerprint = {e.fingerprint_sha256: e for e in before}
+    imported = None
+    if wanted.certificate is not None:
+        entry = by_fingerprint.get(fingerprint(wanted.certificate))
+        if entry is None or entry.has_key is False:
+            if not created and database.key_ids() is None:
+                raise NSSError('%s is protected by a token (primary) password; give db_password to import a '
+                               'key' % database.path, 'db_password')
+            imported = fingerprint(wanted.certificate)
+    ca_change = _ca_change(by_fingerprint, wanted)
+    changed = created or imported is not None or ca_change is not None
+    if changed and not check_mode:
+        if imported:
+            database.import_pkcs12(wanted.pkcs12_path, wanted.pkcs12_password)
+        if ca_change is not None:
+            _apply_ca(database, wanted)
+    after = database.certificates() if (changed and not check_mode) else before
+    if imported and not check_mode:
+        holder = {e.fingerprint_sha256: e for e in after}.get(imported)
+        if holder is None or holder.has_key is False:
+            raise NSSError('pk12util reported success but %s does not hold the certificate %s with its key'
+                           % (database.path, imported), 'db')
+    return _result(database, before, after, changed=changed, created=created, imported=imported,
+                   ca_changed=ca_change, removed=[])
+
+
+def _ensure_database(database: NSSDatabase, create_db: bool, check_mode: bool) -> bool:
+    """Whether the database is (or, in check mode, would be) created now."""
+    if database.exists():
+        return False
+    if not create_db:
+        database.require()
+    if os.path.exists(database.path) and not os.path.isdir(database.path):
+        raise InputError('%s exists and is not a folder' % database.path, 'db')
+    if not check_mode:
+        database.create()
+    return True
+
+
+def _ca_change(by_fingerprint: dict, wanted: _WantedPresent) -> str | None:
+    """add (the CA is missing), trust (it lacks some of the wanted trust flags) or None."""
+    if wanted.ca is None:
+        return None
+    entry = by_fingerprint.get(fingerprint(wanted.ca))
+    if entry is None:
+        return 'add'
+    pairs = zip(wanted.trust.split(','), entry.trust.split(','), strict=True)
+    return None if all(set(w) <= set(h) for w, h in pairs) else 'trust'
+
+
+def _apply_ca(database: NSSDatabase, wanted: _WantedPresent) -> None:
+    """Add the CA, or add the wanted trust flags to the ones it has (never take flags away)."""
+    current = {e.fingerprint_sha256: e for e in database.certificates()}.get(fingerprint(wanted.ca))
+    if current is None:
+        with tempfile.NamedTemporaryFile('wb', suffix='.pem') as handle:
+            handle.write(wanted.ca.public_bytes(serialization.Encoding.PEM))
+            handle.flush()
+            database.add_ca(handle.name, wanted.ca_nickname or common_name(wanted.ca.subject), wanted.trust)
+        return
+    merged = ','.join(''.join(sorted(set(w) | set(h)))
+                      for w, h in zip(wanted.trust.split(','), current.trust.split(','), strict=True))
+    database.set_trust(current.nickname, merged)
+
+
+def _absent(database: NSSDatabase, *, fingerprint_sha256, serial, nickname, issuer, keep_fingerprint_sha256,
+            check_mode) -> dict:
     # fingerprint_sha256 is one fingerprint or a list of them (the CA's superseded list). A list that is given but
     # empty selects nothing; it never falls back to the sweep by issuer, which only happens without any selector.
     fingerprint_given = fingerprint_sha256 is not None and not (
@@ -394,21 +427,30 @@ def ensure_nss_certificate(*, db, db_password=None, create_db=False, state='pres
         raise NSSError('%s is protected by a token (primary) password; give db_password to remove certificates '
                        'with their keys' % database.path, 'db_password')
     if targets and not check_mode:
-        nickname_counts: dict = {}
-        for entry in before:
-            nickname_counts[entry.nickname] = nickname_counts.get(entry.nickname, 0) + 1
-        for entry in targets:
-            database.delete(entry, nickname_counts[entry.nickname] == 1)
-        after = database.certificates()
-        left = {e.fingerprint_sha256 for e in after} & {e.fingerprint_sha256 for e in targets}
-        if left:
-            raise NSSError('certutil reported success but %s still holds %s' % (database.path, ', '.join(left)),
-                           'db')
+        after = _delete(database, before, targets)
     else:
         after = [e for e in before if e not in targets]
-    return {'changed': bool(targets), 'db': database.path, 'created': False, 'imported': None, 'ca_changed': None,
-            'removed': [e.to_result() for e in targets], 'certificates': [e.to_result() for e in after],
-            'diff': {'before': '\n'.join(_summary(before)) + '\n', 'after': '\n'.join(_summary(after)) + '\n'}}
+    return _result(database, before, after, changed=bool(targets), created=False, imported=None, ca_changed=None,
+                   removed=[e.to_result() for e in targets])
+
+
+def _delete(database: NSSDatabase, before: list, targets: list) -> list:
+    """Delete the targets (with their keys) and prove they are gone; returns what the database holds after."""
+    nickname_counts: dict = {}
+    for entry in before:
+        nickname_counts[entry.nickname] = nickname_counts.get(entry.nickname, 0) + 1
+    for entry in targets:
+        database.delete(entry, nickname_counts[entry.nickname] == 1)
+    after = database.certificates()
+    left = {e.fingerprint_sha256 for e in after} & {e.fingerprint_sha256 for e in targets}
+    if left:
+        raise NSSError('certutil reported success but %s still holds %s' % (database.path, ', '.join(left)), 'db')
+    return after
+
+
+def _result(database: NSSDatabase, before: list, after: list, **outcome) -> dict:
+    return dict(outcome, db=database.path, certificates=[e.to_result() for e in after],
+                diff={'before': '\n'.join(_summary(before)) + '\n', 'after': '\n'.join(_summary(after)) + '\n'})
 
 
 def nss_certificate_info(*, db, db_password=None, issuer=None, fingerprint_sha256=None, serial=None, runner=None,
