@@ -299,7 +299,7 @@ _FAILURES = (
 )
 
 
-def failure(what: str, rc: int, out: str, err: str, keychain: str, field: str, file: str = '') -> KeychainError:
+def failure(what: str, rc: int, out: str, err: str, *, keychain: str, field: str, file: str = '') -> KeychainError:
     """The error for a failed ``security`` call: known macOS messages get an explanation and the right field."""
     lines = [line.strip() for line in (err or out).strip().splitlines() if line.strip()]
     detail = lines[-1] if lines else 'exit status %d' % rc
@@ -374,13 +374,13 @@ class Keychain:
     def _call(self, args: list, what: str, field: str = 'keychain', stdin: str | None = None, file: str = '') -> str:
         rc, out, err = self.run(args, stdin) if stdin is not None else self.run(args)
         if rc != 0:
-            raise failure(what, rc, out, err, self.path, field, file)
+            raise failure(what, rc, out, err, keychain=self.path, field=field, file=file)
         return out
 
     def unlock(self, password) -> None:
         rc, out, err = self.run(unlock_command(self.path, self.security), str(password) + '\n')
         if rc in (124, 127):  # security is missing, or it waited for something (see default_runner)
-            raise failure('unlocking the keychain', rc, out, err, self.path, 'keychain')
+            raise failure('unlocking the keychain', rc, out, err, keychain=self.path, field='keychain')
         if rc != 0:
             lines = [line for line in (err or out).strip().splitlines() if line.strip()]
             raise KeychainError('could not unlock %s (%s): wrong password?' % (
@@ -421,8 +421,8 @@ class Keychain:
         if rc != 0:
             if 'could not be found' in err + out:
                 return None
-            raise failure('reading the identity preference for %s' % service, rc, out, err, self.path,
-                          'identity_preference_urls')
+            raise failure('reading the identity preference for %s' % service, rc, out, err, keychain=self.path,
+                          field='identity_preference_urls')
         return parse_identity_preference(out)
 
     def prefer(self, sha1: str, service: str) -> None:

@@ -491,7 +491,7 @@ def test_parse_identity_preference(material):
     ('security: something new\n', 'identity_preference_urls', ['failed for', 'something new']),
 ])
 def test_failures_are_explained(err, field, words):
-    error = kc.failure('doing it', 1, '', err, '/k', 'identity_preference_urls', 'alice.p12')
+    error = kc.failure('doing it', 1, '', err, keychain='/k', field='identity_preference_urls', file='alice.p12')
     assert error.field == field
     for word in words:
         assert word in error.message
