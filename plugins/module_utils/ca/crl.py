@@ -40,24 +40,35 @@ def revocation_digest(entries) -> str:
 
 def build_crl(*, ca_certificate, ca_key, entries, number: int, this_update: datetime.datetime,
               next_update: datetime.datetime):
-    builder = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(ca_certificate.subject)
-        .last_update(this_update)
-        .next_update(next_update)
-        .add_extension(x509.CRLNumber(number), critical=False)
-        .add_extension(authority_key_identifier(ca_certificate), critical=False)
-    )
-    for entry in entries:
-        revoked = (x509.RevokedCertificateBuilder()
-                   .serial_number(int(entry.serial, 16))
-                   .revocation_date(entry.revoked_at))
-        # RFC 5280 5.3.1: reasonCode unspecified SHOULD be absent.
-        if entry.reason in _REASON_FLAGS:
-            revoked = revoked.add_extension(x509.CRLReason(getattr(x509.ReasonFlags, _REASON_FLAGS[entry.reason])),
-                                            critical=False)
-        builder = builder.add_revoked_certificate(revoked.build())
+    """Sign a CRL of ``entries``. The builder gets the whole list at once: adding entries one by one copies the list
+    each time (quadratic; 7.6 s instead of 0.7 s for 100,000 entries)."""
+    if not this_update < next_update:
+        raise ValueError('the CRL this_update %s must be before next_update %s' % (this_update, next_update))
+    aki = authority_key_identifier(ca_certificate)
+    builder = x509.CertificateRevocationListBuilder(
+        issuer_name=ca_certificate.subject, last_update=_naive_utc(this_update), next_update=_naive_utc(next_update),
+        extensions=[x509.Extension(x509.CRLNumber.oid, False, x509.CRLNumber(number)),
+                    x509.Extension(aki.oid, False, aki)],
+        revoked_certificates=[_revoked(entry) for entry in entries])
     return builder.sign(ca_key, signature_hash_for(key_type_of(ca_key.public_key(), 'ca')))
+
+
+def _revoked(entry):
+    revoked = (x509.RevokedCertificateBuilder()
+               .serial_number(int(entry.serial, 16))
+               .revocation_date(entry.revoked_at))
+    # RFC 5280 5.3.1: reasonCode unspecified SHOULD be absent.
+    if entry.reason in _REASON_FLAGS:
+        revoked = revoked.add_extension(x509.CRLReason(getattr(x509.ReasonFlags, _REASON_FLAGS[entry.reason])),
+                                        critical=False)
+    return revoked.build()
+
+
+def _naive_utc(moment: datetime.datetime) -> datetime.datetime:
+    """What the builder's own setters store: naive UTC."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return moment
 
 
 def crl_number(crl) -> int | None:

@@ -142,9 +142,8 @@ def _crl_reasons(published, state: dict, digest: str, days: int, now) -> list:
 def _sign_crl(ca, entries, *, number: int, digest: str, days: int, reasons: list, now):
     crl = crl_lib.build_crl(ca_certificate=ca.authority.certificate, ca_key=ca.authority.key, entries=entries,
                             number=number, this_update=now - BACKDATE, next_update=now + datetime.timedelta(days=days))
-    if len(list(crl)) != len(entries):
-        raise StoreError('the CRL would list %d entries but the store has %d revocations'
-                         % (len(list(crl)), len(entries)))
+    if len(crl) != len(entries):
+        raise StoreError('the CRL would list %d entries but the store has %d revocations' % (len(crl), len(entries)))
     ca.directory.write_public(CRL_DER_FILE, crl.public_bytes(serialization.Encoding.DER))
     ca.directory.write_public(CRL_PEM_FILE, crl.public_bytes(serialization.Encoding.PEM))
     with ca.store.write():

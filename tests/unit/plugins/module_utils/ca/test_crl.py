@@ -259,3 +259,40 @@ def test_crl_number_never_repeats_when_state_is_restored(ca, tmp_path):
     result = ca.publish_crl()
     assert result['regenerated'] is True
     assert result['crl_number'] == 2 and crl_number(_crl(ca)) == 2
+
+
+def test_crl_built_from_the_whole_list_equals_the_one_by_one_builder():
+    """build_crl hands the builder the whole list (one-by-one adding copies it each time); the signed content is
+    byte for byte what the builder's own setters make."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from ansible_collections.certfleet.pki.plugins.module_utils.ca.crl import build_crl
+    from ansible_collections.certfleet.pki.plugins.module_utils.ca.profiles import (
+        authority_key_identifier, build_ca_certificate,
+    )
+    from ansible_collections.certfleet.pki.plugins.module_utils.store.base import RevokedEntry
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    ca_certificate = build_ca_certificate(
+        key=key, subject_name=x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, 'CRL CA')]),
+        not_before=now - datetime.timedelta(days=1), not_after=now + datetime.timedelta(days=30), serial=7)
+    reasons = ['unspecified', 'key_compromise', 'superseded', 'cessation_of_operation']
+    entries = [RevokedEntry('%X' % (4096 + i), now - datetime.timedelta(minutes=i), reasons[i % 4]) for i in range(40)]
+    built = build_crl(ca_certificate=ca_certificate, ca_key=key, entries=entries, number=12, this_update=now,
+                      next_update=now + datetime.timedelta(days=7))
+    reference = (x509.CertificateRevocationListBuilder().issuer_name(ca_certificate.subject).last_update(now)
+                 .next_update(now + datetime.timedelta(days=7))
+                 .add_extension(x509.CRLNumber(12), critical=False)
+                 .add_extension(authority_key_identifier(ca_certificate), critical=False))
+    for entry in entries:
+        revoked = (x509.RevokedCertificateBuilder().serial_number(int(entry.serial, 16))
+                   .revocation_date(entry.revoked_at))
+        if entry.reason != 'unspecified':
+            revoked = revoked.add_extension(x509.CRLReason(getattr(x509.ReasonFlags, entry.reason)), critical=False)
+        reference = reference.add_revoked_certificate(revoked.build())
+    expected = reference.sign(key, hashes.SHA256())
+    assert built.tbs_certlist_bytes == expected.tbs_certlist_bytes
+    assert built.is_signature_valid(key.public_key())
+    assert len(built) == 40 and crl_number(built) == 12
+    with pytest.raises(ValueError):
+        build_crl(ca_certificate=ca_certificate, ca_key=key, entries=[], number=13, this_update=now, next_update=now)
