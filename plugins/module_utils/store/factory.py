@@ -14,13 +14,15 @@ import os
 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
 from ansible_collections.certfleet.pki.plugins.module_utils.store.base import CertificateStore
+from ansible_collections.certfleet.pki.plugins.module_utils.store.postgresql import open_postgresql, postgresql_exists
 from ansible_collections.certfleet.pki.plugins.module_utils.store.sqlite import SQLiteStore
 
 EMBEDDED_STATE_FILE = 'state.db'
 
-# URL scheme -> opener(store_url, create) -> CertificateStore, and exists(store_url) -> bool. None yet: the
-# PostgreSQL store registers 'postgresql' and 'postgres' here.
-SHARED_STORES: dict = {}
+# URL scheme -> opener(store_url, create) -> CertificateStore, and exists(store_url) -> bool. The PostgreSQL store
+# takes both libpq URL schemes; it needs psycopg only when used (a clear StoreError names it otherwise).
+_POSTGRESQL = {'open': open_postgresql, 'exists': postgresql_exists}
+SHARED_STORES: dict = {'postgresql': _POSTGRESQL, 'postgres': _POSTGRESQL}
 
 
 def _embedded_path(ca_path: str | None) -> str:

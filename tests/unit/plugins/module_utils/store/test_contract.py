@@ -24,6 +24,7 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import
     StoreDamagedError, StoreError,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import utcnow
+from ansible_collections.certfleet.pki.plugins.module_utils.store import postgresql as postgresql_store
 from ansible_collections.certfleet.pki.plugins.module_utils.store import sqlite as sqlite_store
 from ansible_collections.certfleet.pki.plugins.module_utils.store.base import (
     CertificateRecord, CertificateStore, KEY_ENDPOINT, KEY_HELD, RevokedEntry,
@@ -63,12 +64,63 @@ class SQLiteBackend:
         return damage_state_db(os.path.join(self.folder, 'state.db'))
 
 
-BACKENDS = {'sqlite': SQLiteBackend}
+class PostgreSQLBackend:
+    """The shared store: a fresh database of the test server (conftest.py), named by a store URL."""
+
+    name = 'postgresql'
+
+    def __init__(self, server, dbname: str):
+        self.server = server
+        self.dbname = dbname
+        self.url = server.url(dbname)
+
+    def open(self, create: bool = False) -> CertificateStore:
+        return open_store(store_url=self.url, create=create)
+
+    def exists(self) -> bool:
+        return store_exists(store_url=self.url)
+
+    @contextlib.contextmanager
+    def oldest_schema(self, monkeypatch):
+        oldest = min(postgresql_store.MIGRATIONS)
+        with monkeypatch.context() as patch:
+            patch.setattr(postgresql_store, 'SCHEMA_VERSION', oldest)
+            patch.setattr(postgresql_store, 'REQUIRED_TABLES', {'meta', 'certificates', 'held_keys', 'audit'})
+            yield oldest
+
+    def damage(self) -> list:
+        """Overwrite part of a heap page of certificates in the middle of the table, with the server stopped (the
+        cluster has data checksums); return the identities that page held."""
+        with self.server.admin(self.dbname) as conn:
+            rows = conn.execute('SELECT (ctid::text::point)[0]::int, identity FROM certfleet.certificates').fetchall()
+        pages = sorted({page for page, _identity in rows})
+        middle = pages[len(pages) // 2]
+        path = self.server.file_of(self.dbname, 'certfleet.certificates')
+        self.server.halt()
+        try:
+            with open(path, 'r+b') as handle:
+                handle.seek(middle * 8192 + 2048)
+                handle.write(b'\xde\xad\xbe\xef' * 256)
+        finally:
+            self.server.resume()
+        return sorted(identity for page, identity in rows if page == middle)
+
+
+def _sqlite_backend(request, tmp_path):
+    return SQLiteBackend(str(tmp_path))
+
+
+def _postgresql_backend(request, tmp_path):
+    return PostgreSQLBackend(request.getfixturevalue('postgresql_server'),
+                             request.getfixturevalue('postgresql_database'))
+
+
+BACKENDS = {'sqlite': _sqlite_backend, 'postgresql': _postgresql_backend}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request, tmp_path):
-    return BACKENDS[request.param](str(tmp_path))
+    return BACKENDS[request.param](request, tmp_path)
 
 
 def _create(backend) -> None:

@@ -41,7 +41,7 @@ def test_ca_path_is_required_without_a_url():
 
 
 @pytest.mark.parametrize('url, expected', [
-    ('postgresql://certfleet:s3cret-pw@db.example.org:5432/pki', "scheme 'postgresql' is not supported"),
+    ('oracle://certfleet:s3cret-pw@db.example.org:1521/pki', "scheme 'oracle' is not supported"),
     ('mysql://certfleet:s3cret-pw@db.example.org/pki', "scheme 'mysql' is not supported"),
     ('certfleet:s3cret-pw@db.example.org', 'is not a store URL'),
 ])
