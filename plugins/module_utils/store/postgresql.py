@@ -32,7 +32,9 @@ except ImportError:  # only users of the PostgreSQL store need psycopg
     pg_errors = None
     conninfo_to_dict = make_conninfo = None
 
-from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError, StoreDamagedError, StoreError
+from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import (
+    InputError, StoreDamagedError, StoreError,
+)
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import from_iso, to_iso
 from ansible_collections.certfleet.pki.plugins.module_utils.store.base import (
     CertificateRecord, CertificateStore, KEY_HELD, KEY_PURGED, RevokedEntry,
@@ -286,8 +288,9 @@ class PostgreSQLStore(CertificateStore):
             return StoreError('the PostgreSQL store %s lacks a table (PostgreSQL: %s); it is damaged'
                               % (self._location, reason), 'ca_store')
         if isinstance(exc, psycopg.OperationalError) or (self._conn is not None and self._conn.broken):
-            return StoreError('lost the connection to the PostgreSQL store %s (%s); the open transaction was not '
-                              'committed' % (self._location, reason), 'ca_store', code='store_unreachable')
+            return StoreError('lost the connection to the PostgreSQL store %s (%s); the transaction it cut off was '
+                              'not committed (PostgreSQL never keeps part of one)' % (self._location, reason),
+                              'ca_store', code='store_unreachable')
         return StoreError('the PostgreSQL store %s: %s' % (self._location, reason), 'ca_store')
 
     def _exec(self, sql: str, params=None) -> _Rows:
@@ -383,12 +386,22 @@ class PostgreSQLStore(CertificateStore):
         self._in_transaction = True
         try:
             yield self
-            self._exec('COMMIT')
+            self._commit()
         except BaseException:
             self._rollback_quietly()
             raise
         finally:
             self._in_transaction = False
+
+    def _commit(self) -> None:
+        try:
+            self._exec('COMMIT')
+        except StoreError as err:
+            if err.code != 'store_unreachable':
+                raise
+            raise StoreError('lost the connection to the PostgreSQL store %s while committing: the transaction was '
+                             'kept whole or not at all, never in part; look at the store before repeating the '
+                             'operation' % self._location, 'ca_store', code='store_unreachable') from None
 
     def _rollback_quietly(self) -> None:
         conn = self._conn
