@@ -8,14 +8,14 @@ set -euo pipefail
 # `venv`: what the Makefile's virtualenv needs (Debian/Ubuntu ship `python3 -m venv` without ensurepip).
 # `demo`: also what `make demo` needs (NSS tools for the simulated fleet's Firefox profiles).
 # `test` (default): also the tools of the tests; as root also nginx, Firefox ESR and Chromium, the real
-# clients of the deployment test.
+# clients of the deployment test, and the PostgreSQL server the store tests start in a temporary folder.
 root_only=()
 case "${1:-test}" in
   venv) packages=(python3-venv) ;;
   demo) packages=(python3-venv openssl libnss3-tools) ;;
   test)
     packages=(python3-venv openssl curl libnss3-tools shellcheck sqlite3)
-    root_only=(nginx-light firefox-esr chromium)
+    root_only=(nginx-light firefox-esr chromium postgresql)
     ;;
   *) echo "usage: $0 [venv|demo|test]" >&2; exit 2 ;;
 esac
@@ -42,6 +42,9 @@ done
 if [ ${#missing_root_only[@]} -gt 0 ]; then
   echo "not root: the real-browser test (tests/integration/test_browsers.py) will be skipped;" \
        "it needs root and: ${missing_root_only[*]}" >&2
+  case " ${missing_root_only[*]} " in
+    *" postgresql "*) echo "(postgresql: the PostgreSQL store tests skip themselves without its server)" >&2 ;;
+  esac
 fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -127,3 +127,13 @@ def test_summary_counts_skips_and_slowest(tmp_path, capsys):
     assert '  [unit] tests.unit.test_a::test_off: needs certutil' in lines
     slowest = lines[lines.index('slowest tests (setup, call and teardown):') + 1]
     assert slowest.strip().startswith('12.2') and slowest.endswith('test_slow')
+
+
+def test_postgresql_server_is_installed_as_root_and_announced_otherwise(tmp_path):
+    completed, apt = run_script(tmp_path, 'test', 0, ['postgresql'])
+    assert completed.returncode == 0, completed.stderr
+    assert apt[1].split()[-1] == 'postgresql'
+    (tmp_path / 'user').mkdir()
+    completed, apt = run_script(tmp_path / 'user', 'test', 1000, ['postgresql'])
+    assert completed.returncode == 0 and apt == []
+    assert 'PostgreSQL store tests skip themselves' in completed.stderr

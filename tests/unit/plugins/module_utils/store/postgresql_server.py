@@ -76,8 +76,8 @@ class PostgreSQLServer:
             if os.path.exists(os.path.join(self.base, 'server.log')):
                 with open(os.path.join(self.base, 'server.log'), encoding='utf-8', errors='replace') as handle:
                     log = handle.read()[-3000:]
-            raise RuntimeError('%s failed (%d): %s %s\n%s' % (command[0], done.returncode, done.stdout,
-                                                               done.stderr, log))
+            raise RuntimeError('%s failed (%d): %s %s\n%s'
+                               % (command[0], done.returncode, done.stdout, done.stderr, log))
 
     def start(self) -> PostgreSQLServer:
         # /tmp, not pytest's tmp_path: the socket path must stay under 107 bytes and be reachable by postgres
