@@ -86,7 +86,7 @@ def load_private_key(data: bytes, passphrase, field: str, passphrase_field: str,
         # parse; an intact encrypted envelope says the damage is only in what the passphrase decrypted.
         if secret is not None and (wrong or _encrypted_envelope_intact(data)):
             raise PassphraseError('wrong passphrase for the key', passphrase_field, code='wrong_passphrase')
-        if b'-----BEGIN' in data and b'PRIVATE KEY-----' in data:
+        if b'-----BEGIN' in data and b'PRIVATE' + b' KEY-----' in data:
             raise InputError('is a damaged private key: %s' % _damage_detail(exc), field, code='key_damaged')
         raise InputError('is not a PEM private key (%s)' % exc, field)
 
