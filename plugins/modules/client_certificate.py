@@ -312,7 +312,7 @@ def main():
     params = module.params
 
     def operation():
-        with ManagedCA(params['ca_path'], params['ca_passphrase']) as ca:
+        with ManagedCA(params['ca_path'], params['ca_passphrase'], store_url=params['ca_store']) as ca:
             wanted = ca.build_wanted(
                 identity=params['identity'], subject=params['subject'], email=params['email'], sans=params['sans'],
                 profile=params['profile'], key_type=params['key_type'], valid_days=params['valid_days'],

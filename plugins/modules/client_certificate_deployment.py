@@ -129,7 +129,7 @@ def main():
     params = module.params
 
     def operation():
-        with ManagedCA(params['ca_path'], params['ca_passphrase']) as ca:
+        with ManagedCA(params['ca_path'], params['ca_passphrase'], store_url=params['ca_store']) as ca:
             return ca.record_deployments(params['deployments'], params['state'], check_mode=module.check_mode)
 
     run(module, operation)

@@ -258,7 +258,7 @@ def main():
     with_key = params['include_key'] if params['include_key'] is not None else params['format'] == 'pkcs12'
 
     def operation():
-        with ManagedCA(params['ca_path'], params['ca_passphrase'], unlock=with_key) as ca:
+        with ManagedCA(params['ca_path'], params['ca_passphrase'], unlock=with_key, store_url=params['ca_store']) as ca:
             return ca.export(serial=params['serial'], identity=params['identity'], format=params['format'],
                              dest=params['dest'], password=params['password'], encryption=params['encryption'],
                              friendly_name=params['friendly_name'], include_chain=params['include_chain'],

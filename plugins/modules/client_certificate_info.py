@@ -432,7 +432,7 @@ def main():
     params = module.params
 
     def operation():
-        with ManagedCA(params['ca_path'], params['ca_passphrase'], unlock=False) as ca:
+        with ManagedCA(params['ca_path'], params['ca_passphrase'], unlock=False, store_url=params['ca_store']) as ca:
             if params['requests'] is not None:
                 result = ca.plan(params['requests'], params['renew_before'])
                 result.update({'certificates': [], 'count': 0, 'ca': ca.authority.summary()})

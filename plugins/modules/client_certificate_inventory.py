@@ -124,7 +124,7 @@ def main():
     params = module.params
 
     def operation():
-        with ManagedCA(params['ca_path'], unlock=False) as ca:
+        with ManagedCA(params['ca_path'], unlock=False, store_url=params['ca_store']) as ca:
             return write_inventory(ca, dest=params['dest'], format=params['format'], identities=params['identity'],
                                    statuses=params['status'], expiring_within=params['expiring_within'],
                                    check_mode=module.check_mode)

@@ -305,7 +305,7 @@ def main():
     params = module.params
 
     def operation():
-        with ManagedCA(params['ca_path'], params['ca_passphrase']) as ca:
+        with ManagedCA(params['ca_path'], params['ca_passphrase'], store_url=params['ca_store']) as ca:
             request = BulkRequest(
                 ca, src=params['src'], format=params['format'], on_error=params['on_error'],
                 delivery=params['delivery'], dest=params['dest'], encryption=params['encryption'],

@@ -180,7 +180,7 @@ def main():
     params = module.params
 
     def operation():
-        with ManagedCA(params['ca_path'], params['ca_passphrase']) as ca:
+        with ManagedCA(params['ca_path'], params['ca_passphrase'], store_url=params['ca_store']) as ca:
             return ca.revoke(serial=params['serial'], identity=params['identity'], which=params['which'],
                              reason=params['reason'], check_mode=module.check_mode)
 

@@ -45,7 +45,8 @@ options:
   dest:
     description:
       - An extra copy of the current CRL, in O(format). Its folder must exist.
-      - The CRL in O(ca_path) is kept in both formats whether this is given or not.
+      - The CRL in O(ca_path) is kept in both formats whether this is given or not. With O(ca_store) the CRL is kept
+        in the store and O(dest) is the file to serve.
     type: path
   format:
     description: Encoding of O(dest). V(pem) (C(-----BEGIN X509 CRL-----)) or V(der) (binary, what HTTP CRL
@@ -140,12 +141,12 @@ format:
   type: str
   sample: der
 crl_pem_path:
-  description: The PEM CRL in the CA directory.
+  description: The PEM CRL in the CA directory; V(null) with O(ca_store).
   returned: always
   type: str
   sample: /var/lib/certfleet/ca/crl.pem
 crl_der_path:
-  description: The DER CRL in the CA directory.
+  description: The DER CRL in the CA directory; V(null) with O(ca_store).
   returned: always
   type: str
   sample: /var/lib/certfleet/ca/crl.der
@@ -172,7 +173,7 @@ def main():
     params = module.params
 
     def operation():
-        with ManagedCA(params['ca_path'], params['ca_passphrase']) as ca:
+        with ManagedCA(params['ca_path'], params['ca_passphrase'], store_url=params['ca_store']) as ca:
             return ca.publish_crl(dest=params['dest'], format=params['format'],
                                   next_update_days=params['next_update_days'], check_mode=module.check_mode)
 

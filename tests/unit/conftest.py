@@ -31,6 +31,8 @@ except ImportError:
     for _name in [n for n in sys.modules if n == 'ansible_collections' or n.startswith('ansible_collections.')]:
         del sys.modules[_name]  # a namespace package without certfleet may have been cached
 
+sys.path.insert(0, os.path.join(os.path.dirname(_HERE), 'support'))  # helpers shared with the integration tests
+
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA  # noqa: E402
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.setup import ensure_ca  # noqa: E402
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import utcnow  # noqa: E402
@@ -68,11 +70,12 @@ def dump_state(state_path: str) -> dict:
 class CAHarness:
     """A created CA directory plus short-hands for the operations the modules call."""
 
-    def __init__(self, path: str, passphrase, clock: FakeClock, created: dict):
+    def __init__(self, path: str | None, passphrase, clock: FakeClock, created: dict, store_url: str | None = None):
         self.path = path
         self.passphrase = passphrase
         self.clock = clock
         self.created = created
+        self.store_url = store_url  # a CA kept whole in a shared store has no path
 
     @property
     def state_path(self) -> str:
@@ -83,7 +86,7 @@ class CAHarness:
 
     def open(self, **kwargs) -> ManagedCA:
         kwargs.setdefault('clock', self.clock)
-        return ManagedCA(self.path, kwargs.pop('passphrase', self.passphrase), **kwargs)
+        return ManagedCA(self.path, kwargs.pop('passphrase', self.passphrase), store_url=self.store_url, **kwargs)
 
     def ensure(self, identity: str, check_mode: bool = False, **params) -> dict:
         params.setdefault('subject', {'CN': identity})
@@ -156,3 +159,29 @@ def make_ca(tmp_path, clock):
 def ca(make_ca) -> CAHarness:
     """A fresh CA with an encrypted key, no policy and no CRL URL."""
     return make_ca('ca')
+
+
+# -- a real PostgreSQL server -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope='session')
+def postgresql_server():
+    """A throw-away cluster for the session (skipped, with the reason, where none can run)."""
+    from postgresql_server import PostgreSQLServer, why_unavailable  # pylint: disable=import-error
+    reason = why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    server = PostgreSQLServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgresql_database(postgresql_server):
+    """The name of a new, empty database, dropped after the test."""
+    name = postgresql_server.create_database()
+    try:
+        yield name
+    finally:
+        postgresql_server.drop_database(name)

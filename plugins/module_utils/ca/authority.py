@@ -149,15 +149,35 @@ def is_ca_certificate(certificate) -> bool:
 
 
 class CADirectory:
-    """Paths and file access of one CA directory."""
+    """Paths and file access of one CA directory: the CA's home with the embedded store (see ``home``)."""
+
+    field = 'ca_path'
+    store_url = None
 
     def __init__(self, path: str):
         if not path:
             raise InputError('is required', 'ca_path')
         self.path = os.path.abspath(os.path.expanduser(path))
 
+    @property
+    def ca_path(self) -> str:
+        return self.path
+
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
+
+    def attach(self, store) -> None:
+        """The files stay in the folder whichever store is being created."""
+
+    def close(self) -> None:
+        """Nothing is held open."""
+
+    def clear_before_create(self, names) -> None:
+        """Remove what an earlier CA in this folder left (its CRLs, its chain)."""
+        with writing(self.path, 'ca_path', 'clean up old files in'):
+            for name in names:
+                if os.path.exists(self.file(name)):
+                    os.unlink(self.file(name))
 
     def is_initialised(self) -> bool:
         return os.path.exists(self.file(CERT_FILE)) and store_exists(ca_path=self.path)
@@ -177,6 +197,9 @@ class CADirectory:
     def prepare(self) -> bool:
         self.check_parent()
         return ensure_private_dir(self.path, 'ca_path')
+
+    def creation_lock(self):
+        return self.lock()
 
     @contextlib.contextmanager
     def lock(self):
@@ -216,7 +239,7 @@ class CertificateAuthority:
         try:
             certificate = x509.load_pem_x509_certificate(data)
         except ValueError as exc:
-            raise CAError('%s is not a PEM certificate (%s)' % (directory.file(CERT_FILE), exc), 'ca_path')
+            raise CAError('%s is not a PEM certificate (%s)' % (directory.file(CERT_FILE), exc), directory.field)
         chain_data = directory.read(CHAIN_FILE)
         chain = x509.load_pem_x509_certificates(chain_data) if chain_data else []
         return cls(directory, certificate, chain)
@@ -227,9 +250,9 @@ class CertificateAuthority:
             return self._key
         data = self.directory.read(KEY_FILE)
         if data is None:
-            raise CAError('the CA key %s is missing' % self.directory.file(KEY_FILE), 'ca_path')
+            raise CAError('the CA key %s is missing' % self.directory.file(KEY_FILE), self.directory.field)
         try:
-            key = load_private_key(data, passphrase, 'ca_path', 'ca_passphrase', trusted=True)
+            key = load_private_key(data, passphrase, self.directory.field, 'ca_passphrase', trusted=True)
         except PassphraseError as exc:
             if exc.code == 'wrong_passphrase':
                 raise PassphraseError('wrong passphrase for the CA key %s' % self.directory.file(KEY_FILE),
@@ -242,10 +265,10 @@ class CertificateAuthority:
                 what = what[len('is a damaged private key: '):]
             raise CAError('the CA key file %s is damaged: %s. This is not a passphrase problem; restore ca.key '
                           'from a backup, see "Backup and recovery" in the certfleet.pki README'
-                          % (self.directory.file(KEY_FILE), what), 'ca_path', code='ca_key_damaged')
+                          % (self.directory.file(KEY_FILE), what), self.directory.field, code='ca_key_damaged')
         if not public_keys_match(key.public_key(), self.certificate.public_key()):
             raise CAError('the CA key %s does not belong to the certificate %s'
-                          % (self.directory.file(KEY_FILE), self.directory.file(CERT_FILE)), 'ca_path')
+                          % (self.directory.file(KEY_FILE), self.directory.file(CERT_FILE)), self.directory.field)
         self._key = key
         return key
 
@@ -270,10 +293,10 @@ class CertificateAuthority:
     def require_valid(self, now: datetime.datetime) -> None:
         if now >= self.not_after:
             raise CAError('the CA certificate expired at %s; it can no longer sign. Create a new CA or import a '
-                          'renewed CA certificate' % to_iso(self.not_after), 'ca_path')
+                          'renewed CA certificate' % to_iso(self.not_after), self.directory.field)
         if now < self.not_before:
             raise CAError('the CA certificate is not valid before %s (is the clock right?)'
-                          % to_iso(self.not_before), 'ca_path')
+                          % to_iso(self.not_before), self.directory.field)
 
     def chain_pem(self) -> str:
         certs = [self.certificate] + list(self.chain)

@@ -109,7 +109,9 @@ def publish_crl(ca, *, dest=None, format='pem', next_update_days=7, check_mode=F
         'crl_number': number, 'revoked_count': len(entries), 'dest': dest, 'format': format,
         'this_update': to_iso(crl.last_update_utc) if crl is not None else None,
         'next_update': to_iso(crl.next_update_utc) if crl is not None else None,
-        'crl_pem_path': ca.directory.file(CRL_PEM_FILE), 'crl_der_path': ca.directory.file(CRL_DER_FILE),
+        # A shared store keeps the CRL in the store: dest is then the one file.
+        'crl_pem_path': ca.directory.file(CRL_PEM_FILE) if ca.directory.ca_path else None,
+        'crl_der_path': ca.directory.file(CRL_DER_FILE) if ca.directory.ca_path else None,
     }
 
 
@@ -121,7 +123,7 @@ def _refuse_unrevoking(ca, published, entries) -> None:
         raise StoreError('the published CRL %s lists %d revoked serial(s) the store does not know as revoked (%s); '
                          'the store may have been restored from an old backup. Refusing to publish a CRL that would '
                          'un-revoke them' % (ca.directory.file(CRL_DER_FILE), len(missing),
-                                             ', '.join(sorted(missing)[:5])), 'ca_path')
+                                             ', '.join(sorted(missing)[:5])), ca.directory.field)
 
 
 def _crl_reasons(published, state: dict, digest: str, days: int, now) -> list:
@@ -175,8 +177,8 @@ def _published_crl(ca):
         crl = x509.load_der_x509_crl(data)
     except ValueError as exc:
         raise StoreError('the published CRL %s cannot be read (%s)' % (ca.directory.file(CRL_DER_FILE), exc),
-                         'ca_path')
+                         ca.directory.field)
     if not crl.is_signature_valid(ca.authority.certificate.public_key()):
         raise StoreError('the published CRL %s was not signed by this CA' % ca.directory.file(CRL_DER_FILE),
-                         'ca_path')
+                         ca.directory.field)
     return crl

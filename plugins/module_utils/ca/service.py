@@ -16,7 +16,8 @@ import datetime
 from ansible_collections.certfleet.pki.plugins.module_utils.ca import (
     deployments as deployments_lib, export as export_lib, queries, revocation,
 )
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.authority import CADirectory, CertificateAuthority
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.authority import CertificateAuthority
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.home import open_home
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.inputs import (
     csr_sans, email_san, load_csr, validate_identity,
 )
@@ -49,16 +50,21 @@ except ImportError:
 class ManagedCA:
     """An opened CA directory with its store. Use as a context manager."""
 
-    def __init__(self, ca_path: str, ca_passphrase=None, clock=utcnow, unlock: bool = True):
-        self.directory = CADirectory(ca_path)
+    def __init__(self, ca_path: str | None = None, ca_passphrase=None, clock=utcnow, unlock: bool = True, *,
+                 store_url: str | None = None):
+        self.directory = open_home(ca_path, store_url)
         self.clock = clock
-        self.authority = CertificateAuthority.load(self.directory)
-        if unlock:
-            self.authority.unlock(ca_passphrase)
-        self.store = open_ca_store(self.directory, self.authority)
-        with self.store.read():
-            config = store_config(self.store)
-            self._salt = self.store.get_meta('key_wrap_salt')
+        try:
+            self.authority = CertificateAuthority.load(self.directory)
+            if unlock:
+                self.authority.unlock(ca_passphrase)
+            self.store = open_ca_store(self.directory, self.authority)
+            with self.store.read():
+                config = store_config(self.store)
+                self._salt = self.store.get_meta('key_wrap_salt')
+        except BaseException:
+            self.directory.close()
+            raise
         self.policy = Policy.from_dict(config.get('policy'))
         self.crl_url = config.get('crl_url')
 
@@ -67,6 +73,7 @@ class ManagedCA:
 
     def __exit__(self, *exc):
         self.store.close()
+        self.directory.close()
 
     def key_wrapper(self) -> KeyWrapper:
         return KeyWrapper(self.authority.key, self._salt)

@@ -6,29 +6,28 @@
 from __future__ import annotations
 
 import datetime
-import os
 import re
 from dataclasses import dataclass, field
 
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.authority import (
-    CADirectory, CERT_FILE, CHAIN_FILE, CRL_DER_FILE, CRL_PEM_FILE, CertificateAuthority, KEY_FILE,
+    CERT_FILE, CHAIN_FILE, CRL_DER_FILE, CRL_PEM_FILE, CertificateAuthority, KEY_FILE,
     check_imported_ca, encrypt_key, load_private_key,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.keys import (
     generate_private_key, key_type_of, validate_key_type,
 )
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.home import open_home
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.keywrap import new_salt
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.policy import Policy
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.profiles import BACKDATE, build_ca_certificate
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import (
     CAError, InputError, PassphraseError, StoreError,
 )
-from ansible_collections.certfleet.pki.plugins.module_utils.common.files import writing
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import (
     parse_positive_days, to_iso, utcnow,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.store.base import CertificateStore
-from ansible_collections.certfleet.pki.plugins.module_utils.store.factory import open_store
+from ansible_collections.certfleet.pki.plugins.module_utils.store.factory import open_store, store_name
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import certificate_serial, fingerprint
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.names import (
     name_to_subject, normalize_subject, subject_to_name,
@@ -48,9 +47,9 @@ def store_config(store) -> dict:
     return store.get_meta('config', {}) or {}
 
 
-def open_ca_store(directory: CADirectory, ca: CertificateAuthority) -> CertificateStore:
-    """The CA's store, refused when it records another CA's fingerprint."""
-    store = open_store(ca_path=directory.path)
+def open_ca_store(directory, ca: CertificateAuthority) -> CertificateStore:
+    """The CA's store, refused when it records another CA's fingerprint. ``directory`` is the CA's home."""
+    store = directory.store if directory.store_url else open_store(ca_path=directory.path)
     try:
         with store.read():
             owner = store.get_meta('ca_fingerprint_sha256')
@@ -61,7 +60,7 @@ def open_ca_store(directory: CADirectory, ca: CertificateAuthority) -> Certifica
         store.close()
         raise StoreError('%s belongs to another CA (fingerprint %s, but %s is %s); it is not this CA\'s state'
                          % (store.location, owner, directory.file(CERT_FILE), fingerprint(ca.certificate)),
-                         'ca_path')
+                         directory.field)
     return store
 
 
@@ -86,13 +85,28 @@ class CARequest:
         return {'crl_url': self.crl_url, 'policy': self.policy.to_dict()}
 
 
-def ensure_ca(*, ca_path: str, ca_passphrase=None, subject=None, key_type: str = 'rsa3072', valid_days=3650,
-              crl_url: str | None = None, policy=None, import_certificate=None, import_private_key=None,
-              import_passphrase=None, import_chain=None, allow_unencrypted_key: bool = False,
-              check_mode: bool = False, clock=utcnow) -> dict:
-    """Create or import the CA, and keep its settings (CRL URL, policy) as given. Idempotent."""
-    directory = CADirectory(ca_path)
-    now = clock()
+def ensure_ca(*, ca_path: str | None = None, store_url: str | None = None, ca_passphrase=None, subject=None,
+              key_type: str = 'rsa3072', valid_days=3650, crl_url: str | None = None, policy=None,
+              import_certificate=None, import_private_key=None, import_passphrase=None, import_chain=None,
+              allow_unencrypted_key: bool = False, check_mode: bool = False, clock=utcnow) -> dict:
+    """Create or import the CA, and keep its settings (CRL URL, policy) as given. Idempotent.
+
+    The CA lives in ``ca_path`` (files and the embedded store) or, with ``store_url``, in a shared store.
+    """
+    directory = open_home(ca_path, store_url)
+    try:
+        request = _request(directory, ca_passphrase=ca_passphrase, subject=subject, key_type=key_type,
+                           valid_days=valid_days, crl_url=crl_url, policy=policy,
+                           imported=(import_certificate, import_private_key, import_passphrase, import_chain),
+                           allow_unencrypted_key=allow_unencrypted_key, now=clock())
+        return _ensure(directory, request, check_mode, clock)
+    finally:
+        directory.close()
+
+
+def _request(directory, *, ca_passphrase, subject, key_type, valid_days, crl_url, policy, imported,
+             allow_unencrypted_key, now) -> CARequest:
+    import_certificate, import_private_key, import_passphrase, import_chain = imported
     request = CARequest(passphrase=ca_passphrase, policy=Policy.from_params(policy), crl_url=_crl_url(crl_url))
     request.warnings = _key_protection(directory, ca_passphrase, allow_unencrypted_key)
     if import_certificate is not None or import_private_key is not None:
@@ -104,6 +118,11 @@ def ensure_ca(*, ca_path: str, ca_passphrase=None, subject=None, key_type: str =
         if not request.subject:
             raise InputError('is required to create a CA (for example {CN: Example Client CA, O: Example})',
                              field='subject')
+    return request
+
+
+def _ensure(directory, request: CARequest, check_mode: bool, clock) -> dict:
+    now = clock()
     if directory.is_initialised():
         return _update_existing_ca(directory, request, check_mode, now)
     directory.check_parent()  # before check mode returns: the prediction must fail like the real run would
@@ -113,10 +132,15 @@ def ensure_ca(*, ca_path: str, ca_passphrase=None, subject=None, key_type: str =
         return dict(_result_base(directory, request), action='imported' if request.importing else 'created',
                     certificate=None, ca=ca)
     directory.prepare()
-    with directory.lock():
+    with directory.creation_lock():
         if directory.is_initialised():  # another process created it while we waited for the lock
             return _update_existing_ca(directory, request, check_mode, now)
-        action = _create(directory, request, now)
+        try:
+            action = _create(directory, request, now)
+        except StoreError as exc:
+            if exc.code != 'store_exists':
+                raise
+            return _update_existing_ca(directory, request, check_mode, now)  # created on another node meanwhile
     ca = CertificateAuthority.load(directory)
     return dict(_result_base(directory, request), action=action, certificate=ca.certificate_pem(),
                 chain=ca.chain_pem(), ca=ca.summary())
@@ -128,9 +152,10 @@ def _crl_url(value) -> str | None:
     return value or None
 
 
-def _key_protection(directory: CADirectory, passphrase, allow_unencrypted_key: bool) -> list:
+def _key_protection(directory, passphrase, allow_unencrypted_key: bool) -> list:
     """The CA key is encrypted at rest unless allow_unencrypted_key says otherwise; returns the warnings."""
-    if not passphrase and b'ENCRYPTED' in (directory.read(KEY_FILE) or b''):
+    existing = directory.read(KEY_FILE) if not passphrase and directory.is_initialised() else None
+    if b'ENCRYPTED' in (existing or b''):
         raise PassphraseError('the CA key %s is encrypted; give ca_passphrase' % directory.file(KEY_FILE),
                               'ca_passphrase', code='passphrase_missing')
     if not passphrase and not allow_unencrypted_key:
@@ -155,12 +180,19 @@ def _imported(certificate_arg, key_arg, passphrase, chain_arg, now) -> tuple:
     return certificate, key, chain
 
 
-def _result_base(directory: CADirectory, request: CARequest) -> dict:
-    return {'changed': True, 'warnings': request.warnings, 'policy': request.policy.display(),
-            'crl_url': request.crl_url, 'ca_path': directory.path}
+def _result_base(directory, request: CARequest) -> dict:
+    return dict(home_result(directory), changed=True, warnings=request.warnings, policy=request.policy.display(),
+                crl_url=request.crl_url)
 
 
-def _create(directory: CADirectory, request: CARequest, now) -> str:
+def home_result(directory) -> dict:
+    """Where the CA is, for results: ``ca_path``, or ``ca_store`` without its password."""
+    if directory.store_url:
+        return {'ca_path': None, 'ca_store': store_name(directory.store_url)}
+    return {'ca_path': directory.path, 'ca_store': None}
+
+
+def _create(directory, request: CARequest, now) -> str:
     """Write the CA's key, certificate and chain, then its store. Returns created or imported."""
     if request.importing:
         certificate, key, chain = request.imported
@@ -172,17 +204,15 @@ def _create(directory: CADirectory, request: CARequest, now) -> str:
                                            serial=x509.random_serial_number())
         chain = []
     action = 'imported' if request.importing else 'created'
-    # The store is written last: a CA directory is initialised only once its state exists.
-    directory.write_secret(KEY_FILE, encrypt_key(key, request.passphrase))
-    directory.write_public(CERT_FILE, certificate.public_bytes(serialization.Encoding.PEM))
-    if chain:
-        directory.write_public(CHAIN_FILE, b''.join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
-    with writing(directory.path, 'ca_path', 'clean up old files in'):
-        for stale in (CRL_PEM_FILE, CRL_DER_FILE, CHAIN_FILE if not chain else None):
-            if stale and os.path.exists(directory.file(stale)):
-                os.unlink(directory.file(stale))
-    store = open_store(ca_path=directory.path, create=True)
+    # The CA is initialised only once its store is activated, the last step: until then nothing counts.
+    store = open_store(ca_path=directory.ca_path, store_url=directory.store_url, create=True)
     try:
+        directory.attach(store)
+        directory.write_secret(KEY_FILE, encrypt_key(key, request.passphrase))
+        directory.write_public(CERT_FILE, certificate.public_bytes(serialization.Encoding.PEM))
+        if chain:
+            directory.write_public(CHAIN_FILE, b''.join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
+        directory.clear_before_create([CRL_PEM_FILE, CRL_DER_FILE] + ([] if chain else [CHAIN_FILE]))
         with store.write():
             store.set_meta('ca_fingerprint_sha256', fingerprint(certificate))
             store.set_meta('created_at', to_iso(now))
@@ -196,10 +226,11 @@ def _create(directory: CADirectory, request: CARequest, now) -> str:
         store.discard()
         raise
     store.activate()
+    directory.close()  # a shared store's objects are read again from the activated state
     return action
 
 
-def _update_existing_ca(directory: CADirectory, request: CARequest, check_mode: bool, now) -> dict:
+def _update_existing_ca(directory, request: CARequest, check_mode: bool, now) -> dict:
     ca = CertificateAuthority.load(directory)
     ca.unlock(request.passphrase)
     ca.require_valid(now)  # an expired CA cannot be "ensured": say so instead of reporting it as fine
@@ -217,13 +248,12 @@ def _update_existing_ca(directory: CADirectory, request: CARequest, check_mode: 
                 store.append_audit(now, 'ca_settings', None, [], 'ok', {'before': config, 'after': request.config})
     finally:
         store.close()
-    return {'changed': changed, 'action': 'updated' if changed else 'none', 'warnings': request.warnings,
-            'certificate': ca.certificate_pem(), 'chain': ca.chain_pem(), 'ca': ca.summary(),
-            'policy': request.policy.display(), 'crl_url': request.crl_url, 'ca_path': directory.path,
-            'diff': diff}
+    return dict(home_result(directory), changed=changed, action='updated' if changed else 'none',
+                warnings=request.warnings, certificate=ca.certificate_pem(), chain=ca.chain_pem(), ca=ca.summary(),
+                policy=request.policy.display(), crl_url=request.crl_url, diff=diff)
 
 
-def _refuse_replacement(directory: CADirectory, ca: CertificateAuthority, request: CARequest) -> None:
+def _refuse_replacement(directory, ca: CertificateAuthority, request: CARequest) -> None:
     """An existing CA is never replaced by another certificate, subject or key type."""
     if request.importing:
         if fingerprint(request.imported[0]) != fingerprint(ca.certificate):

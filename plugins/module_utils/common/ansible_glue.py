@@ -13,7 +13,10 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import
 
 def ca_argument_spec(**extra) -> dict:
     spec = {
-        'ca_path': {'type': 'path', 'required': True},
+        # One of the two: ca_path (the embedded store) or ca_store (a shared store's URL, which may carry a
+        # password); the library says which is missing or that both were given.
+        'ca_path': {'type': 'path'},
+        'ca_store': {'type': 'str', 'no_log': True},
         'ca_passphrase': {'type': 'str', 'no_log': True},
     }
     spec.update(extra)
@@ -36,6 +39,10 @@ def run(module, operation) -> None:
         result = operation()
     except CertfleetError as exc:
         failure = {'msg': exc.message, 'error_code': exc.code}
+        if exc.code == 'missing_library':
+            from ansible.module_utils.basic import missing_required_lib
+            failure['msg'] = '%s %s' % (missing_required_lib(getattr(exc, 'library', 'psycopg')),
+                                        exc.message)
         if exc.field:
             failure['field'] = exc.field
         if getattr(exc, 'path', None):

@@ -133,6 +133,11 @@ class CertificateStore(abc.ABC):
         """Context manager: one serialised write transaction (commits on success, rolls back on error)."""
 
     @abc.abstractmethod
+    def exclusive(self):
+        """Context manager, outside transactions: one holder at a time among all processes using this store
+        (on every node, for a shared store), held across transactions. Used to publish CRLs one at a time."""
+
+    @abc.abstractmethod
     def read(self):
         """Context manager: a consistent read snapshot."""
 

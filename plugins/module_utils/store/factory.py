@@ -14,14 +14,17 @@ import os
 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
 from ansible_collections.certfleet.pki.plugins.module_utils.store.base import CertificateStore
-from ansible_collections.certfleet.pki.plugins.module_utils.store.postgresql import open_postgresql, postgresql_exists
+from ansible_collections.certfleet.pki.plugins.module_utils.store.postgresql import (
+    open_postgresql, postgresql_exists, postgresql_name,
+)
 from ansible_collections.certfleet.pki.plugins.module_utils.store.sqlite import SQLiteStore
 
 EMBEDDED_STATE_FILE = 'state.db'
 
-# URL scheme -> opener(store_url, create) -> CertificateStore, and exists(store_url) -> bool. The PostgreSQL store
-# takes both libpq URL schemes; it needs psycopg only when used (a clear StoreError names it otherwise).
-_POSTGRESQL = {'open': open_postgresql, 'exists': postgresql_exists}
+# URL scheme -> opener(store_url, create) -> CertificateStore, exists(store_url) -> bool, and name(store_url) -> the
+# URL without its password. The PostgreSQL store takes both libpq URL schemes; it needs psycopg only when used (a
+# clear StoreError names it otherwise).
+_POSTGRESQL = {'open': open_postgresql, 'exists': postgresql_exists, 'name': postgresql_name}
 SHARED_STORES: dict = {'postgresql': _POSTGRESQL, 'postgres': _POSTGRESQL}
 
 
@@ -61,3 +64,8 @@ def store_exists(ca_path: str | None = None, store_url: str | None = None) -> bo
     if store_url:
         return _shared_store(store_url)['exists'](store_url)
     return os.path.exists(_embedded_path(ca_path))
+
+
+def store_name(store_url: str) -> str:
+    """A shared store's URL without its password, for messages (does not connect)."""
+    return _shared_store(store_url)['name'](store_url)

@@ -45,6 +45,8 @@ STAGING_SCHEMA = 'certfleet_new'
 LOCK_TIMEOUT_SECONDS = 120
 CONNECT_TIMEOUT_SECONDS = 10
 MIGRATION_LOCK_KEY = 0x43464B49  # 'CFKI': the advisory lock migrations of a database take
+CREATION_LOCK_KEY = MIGRATION_LOCK_KEY + 1  # held by the one process creating the state
+EXCLUSIVE_LOCK_KEY = MIGRATION_LOCK_KEY + 2  # exclusive(): CRL publication
 PSYCOPG_REQUIREMENT = 'psycopg >= 3.1'
 RECOVERY_HINT = 'see "Backup and recovery" in the certfleet.pki README'
 
@@ -176,9 +178,11 @@ _COLUMNS = ('serial, identity, subject, subject_json, sans_json, profile, key_ty
 
 def require_psycopg() -> None:
     if psycopg is None:
-        raise StoreError('the PostgreSQL store (ca_store) needs the Python library %s on the host that runs the CA '
-                         'modules: pip install "psycopg[binary]"' % PSYCOPG_REQUIREMENT, 'ca_store',
-                         code='missing_library')
+        error = StoreError('the PostgreSQL store (ca_store) needs the Python library %s on the host that runs the '
+                           'CA modules: pip install "psycopg[binary]"' % PSYCOPG_REQUIREMENT, 'ca_store',
+                           code='missing_library')
+        error.library = PSYCOPG_REQUIREMENT  # for Ansible's missing_required_lib message
+        raise error
 
 
 def connection_settings(store_url: str) -> dict:
@@ -250,6 +254,9 @@ class PostgreSQLStore(CertificateStore):
         try:
             self._exec("SET lock_timeout = '%ds'" % int(lock_timeout))
             if create:
+                # One creation at a time per database: the lock lasts until activate/discard closes the session.
+                self._exec('SELECT pg_advisory_lock(%s)', (CREATION_LOCK_KEY,))
+                self._refuse_existing_state()
                 self._exec('DROP SCHEMA IF EXISTS %s CASCADE' % STAGING_SCHEMA)
                 self._exec('CREATE SCHEMA %s' % STAGING_SCHEMA)
             elif not self._schema_exists(STATE_SCHEMA):
@@ -352,14 +359,29 @@ class PostgreSQLStore(CertificateStore):
         self._require_created('activate')
         try:
             with self._transaction('BEGIN'):
-                if self._schema_exists(STATE_SCHEMA):
-                    raise StoreError('the PostgreSQL store %s holds a CA already; it is never replaced'
-                                     % self._location, 'ca_store')
+                self._refuse_existing_state()
                 self._exec('ALTER SCHEMA %s RENAME TO %s' % (STAGING_SCHEMA, STATE_SCHEMA))
         finally:
             self.close()
         self._created = False
         self._schema = STATE_SCHEMA
+
+    def _refuse_existing_state(self) -> None:
+        if self._schema_exists(STATE_SCHEMA):
+            raise StoreError('the PostgreSQL store %s holds a CA already; it is never replaced' % self._location,
+                             'ca_store', code='store_exists')
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        """A lock between processes on every node, held across transactions (a session advisory lock)."""
+        if self._in_transaction:
+            raise StoreError('exclusive() is taken outside transactions')
+        self._exec('SELECT pg_advisory_lock(%s)', (EXCLUSIVE_LOCK_KEY,))
+        try:
+            yield self
+        finally:
+            with contextlib.suppress(StoreError):
+                self._exec('SELECT pg_advisory_unlock(%s)', (EXCLUSIVE_LOCK_KEY,))
 
     def discard(self) -> None:
         self._require_created('discard')
@@ -613,6 +635,10 @@ class PostgreSQLStore(CertificateStore):
 
 def open_postgresql(store_url: str, create: bool = False) -> PostgreSQLStore:
     return PostgreSQLStore(store_url, create=create)
+
+
+def postgresql_name(store_url: str) -> str:
+    return safe_location(connection_settings(store_url))
 
 
 def postgresql_exists(store_url: str) -> bool:

@@ -14,6 +14,7 @@ audit log is append-only.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import random
@@ -376,6 +377,20 @@ class SQLiteStore(CertificateStore):
             raise
         finally:
             self._in_transaction = False
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        """An flock on ``state.db.lock`` beside the database: the processes of this host are the only ones."""
+        if self._in_transaction:
+            raise StoreError('exclusive() is taken outside transactions')
+        with writing(self.path + '.lock', 'ca_path'):
+            fd = os.open(self.path + '.lock', os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield self
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     @contextlib.contextmanager
     def read(self):

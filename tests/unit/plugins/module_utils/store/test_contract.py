@@ -613,3 +613,33 @@ def test_damaged_storage_is_reported_as_store_damaged(backend, store):
         _assert_damaged(err.value, location)
     finally:
         damaged.close()
+
+
+def test_exclusive_lets_one_holder_in_at_a_time_across_connections(backend, store):
+    import threading
+    import time
+    entered = threading.Event()
+    other = backend.open()
+
+    def take():
+        with other.exclusive():
+            entered.set()
+
+    try:
+        with store.exclusive():
+            thread = threading.Thread(target=take)
+            thread.start()
+            assert not entered.wait(0.5), 'a second holder got in while the first held the lock'
+            with store.write():  # transactions go on while it is held
+                store.set_meta('held', True)
+        assert entered.wait(10), 'the second holder never got in after the first let go'
+        thread.join(10)
+        with pytest.raises(StoreError, match='outside transactions'), store.write():
+            with store.exclusive():
+                pass
+        started = time.monotonic()
+        with store.exclusive():  # taken again at once: nothing was left held
+            pass
+        assert time.monotonic() - started < 5
+    finally:
+        other.close()

@@ -174,9 +174,9 @@ def test_a_missing_table_is_reported_as_damaged(postgresql_server, postgresql_da
 def test_activate_never_replaces_an_existing_state(url, store):
     with store.write():
         store.set_meta('created_at', 'first')
-    second = factory.open_store(store_url=url, create=True)
-    with pytest.raises(StoreError, match='holds a CA already'):
-        second.activate()
+    with pytest.raises(StoreError, match='holds a CA already') as refused:  # refused before anything is built
+        factory.open_store(store_url=url, create=True)
+    assert refused.value.code == 'store_exists'
     with store.read():
         assert store.get_meta('created_at') == 'first'
 
