@@ -40,6 +40,7 @@ try:
 except ImportError:
     pass
 
+MOVED_TO = 'moved_to'  # meta of an embedded CA moved into a shared store (ca.migrate)
 _URL = re.compile(r'^[A-Za-z][A-Za-z0-9+.-]*://\S+$')
 
 
@@ -53,9 +54,15 @@ def open_ca_store(directory, ca: CertificateAuthority) -> CertificateStore:
     try:
         with store.read():
             owner = store.get_meta('ca_fingerprint_sha256')
+            moved_to = store.get_meta(MOVED_TO)
     except StoreError:
         store.close()
         raise
+    if moved_to is not None:
+        store.close()
+        raise CAError('the CA in %s was moved to the shared store %s on %s; give ca_store (and leave ca_path out) '
+                      'to use it there' % (directory.path, moved_to.get('store'), moved_to.get('at')),
+                      directory.field, code='ca_moved')
     if owner != fingerprint(ca.certificate):
         store.close()
         raise StoreError('%s belongs to another CA (fingerprint %s, but %s is %s); it is not this CA\'s state'

@@ -215,6 +215,19 @@ class CertificateStore(abc.ABC):
     @abc.abstractmethod
     def audit_entries(self, identity: str | None = None, limit: int | None = None) -> list: ...
 
+    # -- whole-state copy (store.transfer) ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def export_rows(self, table: str, columns: tuple):
+        """Every row of ``table`` as tuples of ``columns``, in insertion order."""
+
+    @abc.abstractmethod
+    def import_rows(self, table: str, columns: tuple, rows: list) -> None:
+        """Append ``rows`` (tuples of ``columns``) to ``table``; the engine numbers them itself."""
+
+    @abc.abstractmethod
+    def import_links(self, links: list) -> None:
+        """Set renewal links: ``(renews, renewed_by, serial)`` for each certificate."""
+
     @abc.abstractmethod
     def close(self) -> None: ...
 

@@ -630,6 +630,29 @@ class PostgreSQLStore(CertificateStore):
         return [{'id': row[0], 'at': row[1], 'action': row[2], 'identity': row[3], 'serials': json.loads(row[4]),
                  'outcome': row[5], 'detail': json.loads(row[6])} for row in rows]
 
+    # -- whole-state copy -------------------------------------------------------------------------------------
+    def export_rows(self, table: str, columns: tuple):
+        order = _COPY_ORDER[_known(table)]
+        return iter(self._exec('SELECT %s FROM %s ORDER BY %s' % (', '.join(columns), table, order)))
+
+    def import_rows(self, table: str, columns: tuple, rows: list) -> None:
+        self._exec_many('INSERT INTO %s (%s) VALUES (%s)' % (_known(table), ', '.join(columns),
+                                                             ', '.join(['%s'] * len(columns))), rows)
+
+    def import_links(self, links: list) -> None:
+        self._exec_many('UPDATE certificates SET renews = %s, renewed_by = %s WHERE serial = %s', links)
+
+
+# Insertion order per table: the generated ids where there are some, else the key (certificates by issue time).
+_COPY_ORDER = {'meta': 'key', 'certificates': 'issued_at, serial', 'held_keys': 'serial', 'audit': 'id',
+               'deployments': 'identity, host', 'request_rows': 'id'}
+
+
+def _known(table: str) -> str:
+    if table not in REQUIRED_TABLES:
+        raise StoreError('unknown table %r' % table)
+    return table
+
 
 # -- the factory's entry points ----------------------------------------------------------------------------------
 

@@ -630,6 +630,23 @@ class SQLiteStore(CertificateStore):
         return [{'id': row[0], 'at': row[1], 'action': row[2], 'identity': row[3], 'serials': json.loads(row[4]),
                  'outcome': row[5], 'detail': json.loads(row[6])} for row in rows]
 
+    # -- whole-state copy -------------------------------------------------------------------------------------
+    def export_rows(self, table: str, columns: tuple):
+        return iter(self._exec('SELECT %s FROM %s ORDER BY rowid' % (', '.join(columns), _known(table))))
+
+    def import_rows(self, table: str, columns: tuple, rows: list) -> None:
+        self._exec_many('INSERT INTO %s (%s) VALUES (%s)' % (_known(table), ', '.join(columns),
+                                                             ', '.join('?' * len(columns))), rows)
+
+    def import_links(self, links: list) -> None:
+        self._exec_many('UPDATE certificates SET renews = ?, renewed_by = ? WHERE serial = ?', links)
+
+
+def _known(table: str) -> str:
+    if table not in REQUIRED_TABLES:
+        raise StoreError('unknown table %r' % table)
+    return table
+
 
 def _split_sql(script: str) -> list:
     """Split a migration into statements; triggers keep their inner semicolons."""
