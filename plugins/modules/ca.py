@@ -10,8 +10,8 @@ module: ca
 short_description: Create or import the managed CA and keep its issuance policy
 version_added: 0.1.0
 description:
-  - Creates a self-signed root CA in O(ca_path) or O(ca_store), or imports an existing CA certificate and key (an intermediate
-    signed by an offline root, or the C(ca.crt)/C(ca.key) of an easy-rsa or OpenSSL CA).
+  - Creates a self-signed root CA in O(ca_path) or O(ca_store), or imports an existing CA certificate and key (an
+    intermediate signed by an offline root, or the C(ca.crt)/C(ca.key) of an easy-rsa or OpenSSL CA).
   - The CA key is stored encrypted with O(ca_passphrase). A CA without a passphrase is created only with
     O(allow_unencrypted_key=true), and every run then warns.
   - On later runs it keeps O(crl_url) and O(policy) as given (C(action=updated)), and never replaces an existing CA
@@ -229,7 +229,8 @@ def main():
         policy = {key: value for key, value in policy.items() if value is not None}
     run(module, lambda: ensure_ca(
         ca_path=params['ca_path'], store_url=params['ca_store'], ca_passphrase=params['ca_passphrase'],
-        subject=params['subject'], key_type=params['key_type'], valid_days=params['valid_days'], crl_url=params['crl_url'], policy=policy,
+        subject=params['subject'], key_type=params['key_type'], valid_days=params['valid_days'],
+        crl_url=params['crl_url'], policy=policy,
         import_certificate=params['import_certificate'], import_private_key=params['import_private_key'],
         import_passphrase=params['import_passphrase'], import_chain=params['import_chain'],
         allow_unencrypted_key=params['allow_unencrypted_key'], check_mode=module.check_mode))
