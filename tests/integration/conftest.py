@@ -6,8 +6,11 @@
 from __future__ import annotations
 
 import pathlib
+import sys
 
 import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / 'support'))  # helpers shared with unit tests
 from integration_support import AnsibleRunner, ensure_collection_link
 
 

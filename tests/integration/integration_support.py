@@ -159,7 +159,7 @@ def task_outputs(stdout: str) -> list[tuple[str, str]]:
         header = _HEADER.match(line)
         if header:
             tasks.append((header.group(1) or '', []))
-        elif tasks:
+        elif tasks and not line.startswith('task path: '):  # -vvv names each task's file: not its output
             tasks[-1][1].append(line)
     return [(name, '\n'.join(lines)) for name, lines in tasks]
 

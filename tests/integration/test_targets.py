@@ -19,11 +19,16 @@ import os
 import pytest
 import yaml
 from integration_support import TARGETS, AnsibleRunner, PlaybookRun, assert_target_run
+from postgresql_server import PASSWORD, PASSWORD_ROLE, PostgreSQLServer, why_unavailable
 
 MODULE_TARGETS = ['ca', 'client_certificate', 'client_certificate_revoke', 'client_certificate_export',
                   'client_certificate_requests', 'client_certificate_inventory',
                   'client_certificate_deployment',
-                  'client_certificate_info', 'crl']
+                  'client_certificate_info', 'crl', 'ca_migrate']
+# Targets that need a PostgreSQL server (tests/support/postgresql_server.py): each gets its own databases, and runs
+# at -vvv so that the test can prove the store's password appears nowhere in the output.
+POSTGRESQL_TARGETS = ['ca_migrate', 'shared_store']
+ALL_TARGETS = MODULE_TARGETS + ['shared_store']
 
 WRAPPER = '''---
 - name: certfleet.pki integration target {target}
@@ -48,27 +53,51 @@ def test_every_ca_module_has_a_target():
         assert (TARGETS / target / 'aliases').is_file()
 
 
-def _run_target(target: str, base) -> PlaybookRun:
+def _run_target(target: str, base, postgresql=None) -> PlaybookRun:
     ansible = AnsibleRunner(base / 'ansible')
     work = base / 'work'
     work.mkdir()
     playbook = ansible.base / ('%s.yml' % target)
     playbook.write_text(WRAPPER.format(target=target, targets=TARGETS))
-    return ansible.run(playbook, extra_vars=ansible.common_vars(work))
+    extra_vars = ansible.common_vars(work)
+    args = ()
+    if target in POSTGRESQL_TARGETS:
+        extra_vars.update({
+            'certfleet_pg_store': postgresql.url(postgresql.create_database(), PASSWORD_ROLE, PASSWORD),
+            'certfleet_pg_store_empty': postgresql.url(postgresql.create_database(), PASSWORD_ROLE, PASSWORD),
+            'certfleet_pg_password': PASSWORD,
+        })
+        args = ('-vvv',)
+    return ansible.run(playbook, extra_vars=extra_vars, args=args)
 
 
 @pytest.fixture(scope='module')
 def target_runs(request, tmp_path_factory, collections_path):
     """Start the playbook of every selected target at once; each test waits for its own."""
-    selected = [target for target in MODULE_TARGETS
+    selected = [target for target in ALL_TARGETS
                 if any(item.nodeid.endswith('test_target[%s]' % target) for item in request.session.items)]
+    postgresql = None
+    if set(selected) & set(POSTGRESQL_TARGETS):
+        if why_unavailable():
+            selected = [target for target in selected if target not in POSTGRESQL_TARGETS]
+        else:
+            postgresql = PostgreSQLServer().start()
     workers = max(1, min(len(selected), (os.cpu_count() or 2) + 1))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as executor:
-        yield {target: executor.submit(_run_target, target, tmp_path_factory.mktemp('target-%s' % target))
-               for target in selected}
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as executor:
+            yield {target: executor.submit(_run_target, target, tmp_path_factory.mktemp('target-%s' % target),
+                                           postgresql)
+                   for target in selected}
+    finally:
+        if postgresql is not None:
+            postgresql.stop()
 
 
-@pytest.mark.parametrize('target', MODULE_TARGETS)
+@pytest.mark.parametrize('target', ALL_TARGETS)
 def test_target(target, target_runs):
+    if target not in target_runs:
+        pytest.skip(why_unavailable() or 'not selected')
     run = target_runs[target].result()
     assert_target_run(run, target)
+    if target in POSTGRESQL_TARGETS:  # the store's password: never in results, messages or -vvv output
+        assert PASSWORD not in run.stdout and PASSWORD not in run.stderr
