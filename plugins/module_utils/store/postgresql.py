@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 
 try:
     import psycopg
@@ -196,11 +197,12 @@ def connection_settings(store_url: str) -> dict:
 
 
 def safe_location(settings: dict) -> str:
-    """postgresql://USER@HOST:PORT/DBNAME: the store's name for messages, never with its password."""
-    user = settings.get('user') or ''
-    host = settings.get('host') or settings.get('hostaddr') or ''
-    port = settings.get('port') or ''
-    dbname = settings.get('dbname') or ''
+    """postgresql://USER@HOST:PORT/DBNAME: the store's name for messages, never with its password. What the URL
+    leaves out is named as libpq will take it, from the PG* environment variables."""
+    user = settings.get('user') or os.environ.get('PGUSER') or ''
+    host = settings.get('host') or settings.get('hostaddr') or os.environ.get('PGHOST') or ''
+    port = settings.get('port') or os.environ.get('PGPORT') or ''
+    dbname = settings.get('dbname') or os.environ.get('PGDATABASE') or ''
     if host.startswith('/'):
         return 'postgresql://%s/%s?host=%s%s' % (user and user + '@', dbname, host, port and '&port=' + port)
     return 'postgresql://%s%s%s/%s' % (user and user + '@', host, port and ':' + port, dbname)
