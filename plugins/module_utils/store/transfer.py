@@ -37,7 +37,7 @@ BATCH = 2000
 
 def _normalised(columns: tuple, row) -> tuple:
     """Booleans as bool and blobs as bytes, whichever engine gave them."""
-    return tuple(_value(name, value) for name, value in zip(columns, row))
+    return tuple(_value(columns[index], value) for index, value in enumerate(row))
 
 
 def _value(name: str, value):
