@@ -20,11 +20,13 @@ import base64
 import contextlib
 
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.authority import CADirectory
-from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CAError, InputError
-from ansible_collections.certfleet.pki.plugins.module_utils.store.factory import open_store, store_exists, store_name
+from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CAError, InputError, StoreError
+from ansible_collections.certfleet.pki.plugins.module_utils.store.factory import open_store, store_name
 
 # The meta key prefix under which a shared store keeps the CA's objects (base64 of the file's bytes).
 OBJECT_PREFIX = 'ca_object:'
+# What identifies the CA: written once at creation, read by every run. The CRL is read fresh each time.
+CA_IDENTITY = ('ca.pem', 'chain.pem', 'ca.key')
 
 
 def open_home(ca_path: str | None = None, store_url: str | None = None):
@@ -49,6 +51,7 @@ class StoreHome:
         self.store_url = store_url
         self._store = None
         self._location = None
+        self._identity = None  # the CA's certificate, chain and key, read once (they never change)
 
     # -- naming -----------------------------------------------------------------------------------------------
     @property
@@ -72,18 +75,22 @@ class StoreHome:
         """Keep the CA's objects in ``store`` (a store being created) from now on."""
         self._store = store
         self._location = store.location
+        self._identity = None
 
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
             self._store = None
+        self._identity = None
 
     # -- state ------------------------------------------------------------------------------------------------
     def is_initialised(self) -> bool:
-        if self._store is None and not store_exists(store_url=self.store_url):
-            return False
-        with self.store.read():
-            return self.store.get_meta(OBJECT_PREFIX + 'ca.pem') is not None
+        try:
+            return self.read('ca.pem') is not None
+        except StoreError as exc:
+            if exc.code == 'store_missing':
+                return False
+            raise
 
     def require_initialised(self) -> None:
         if not self.is_initialised():
@@ -109,11 +116,18 @@ class StoreHome:
 
     # -- objects ----------------------------------------------------------------------------------------------
     def read(self, name: str) -> bytes | None:
-        with self.store.read():
-            value = self.store.get_meta(OBJECT_PREFIX + name)
+        if name in CA_IDENTITY and self._identity is None:  # one round trip for the objects every run reads
+            with self.store.read():
+                self._identity = {key: self.store.get_meta(OBJECT_PREFIX + key) for key in CA_IDENTITY}
+        if name in CA_IDENTITY:
+            value = self._identity[name]
+        else:
+            with self.store.read():
+                value = self.store.get_meta(OBJECT_PREFIX + name)
         return None if value is None else base64.b64decode(value)
 
     def write_public(self, name: str, data: bytes) -> None:
+        self._identity = None
         with self.store.write():
             self.store.set_meta(OBJECT_PREFIX + name, base64.b64encode(data).decode('ascii'))
 

@@ -30,7 +30,7 @@ from ansible_collections.certfleet.pki.plugins.module_utils.ca.lifecycle import 
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.policy import Policy
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.profiles import DEFAULT_PROFILE, validate_profile
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.setup import open_ca_store, store_config
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.setup import open_ca_store
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError, StoreError
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import (
     parse_positive_days, parse_renew_window, to_iso, utcnow,
@@ -58,10 +58,10 @@ class ManagedCA:
             self.authority = CertificateAuthority.load(self.directory)
             if unlock:
                 self.authority.unlock(ca_passphrase)
-            self.store = open_ca_store(self.directory, self.authority)
-            with self.store.read():
-                config = store_config(self.store)
-                self._salt = self.store.get_meta('key_wrap_salt')
+            meta = {'config': None, 'key_wrap_salt': None}
+            self.store = open_ca_store(self.directory, self.authority, meta)
+            config = meta['config'] or {}
+            self._salt = meta['key_wrap_salt']
         except BaseException:
             self.directory.close()
             raise

@@ -48,13 +48,18 @@ def store_config(store) -> dict:
     return store.get_meta('config', {}) or {}
 
 
-def open_ca_store(directory, ca: CertificateAuthority) -> CertificateStore:
-    """The CA's store, refused when it records another CA's fingerprint. ``directory`` is the CA's home."""
+def open_ca_store(directory, ca: CertificateAuthority, meta: dict | None = None) -> CertificateStore:
+    """The CA's store, refused when it records another CA's fingerprint. ``directory`` is the CA's home.
+
+    ``meta``: keys to read in the same transaction (one round trip less on a shared store); filled with their values.
+    """
     store = directory.store if directory.store_url else open_store(ca_path=directory.path)
     try:
         with store.read():
             owner = store.get_meta('ca_fingerprint_sha256')
             moved_to = store.get_meta(MOVED_TO)
+            for key in meta or {}:
+                meta[key] = store.get_meta(key)
     except StoreError:
         store.close()
         raise

@@ -165,6 +165,16 @@ MIGRATIONS = {
 SCHEMA_VERSION = max(MIGRATIONS)
 REQUIRED_TABLES = {'meta', 'certificates', 'held_keys', 'audit', 'deployments', 'request_rows'}
 
+# Does the state schema exist, its schema version (query_to_xml runs only when the table exists: CASE), its tables.
+_OPENING_QUERY = """
+SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s),
+       CASE WHEN to_regclass(%(schema)s || '.schema_migrations') IS NOT NULL THEN
+           (xpath('/row/v/text()', query_to_xml(format('SELECT max(version) AS v FROM %%I.schema_migrations',
+                                                       %(schema)s), false, true, '')))[1]::text::int
+       END,
+       ARRAY(SELECT tablename::text FROM pg_tables WHERE schemaname = %(schema)s)
+"""
+
 _VERSIONS_TABLE = """
 CREATE TABLE schema_migrations (
     version INTEGER PRIMARY KEY,
@@ -246,6 +256,7 @@ class PostgreSQLStore(CertificateStore):
         self._schema = STAGING_SCHEMA if create else STATE_SCHEMA
         self._in_transaction = False
         self._conn = None
+        self._current = None
         settings.setdefault('connect_timeout', str(CONNECT_TIMEOUT_SECONDS))
         settings.setdefault('application_name', 'certfleet.pki')
         try:
@@ -254,18 +265,19 @@ class PostgreSQLStore(CertificateStore):
             raise StoreError('cannot connect to the PostgreSQL store %s: %s' % (self._location, self._reason(exc)),
                              'ca_store', code='store_unreachable')
         try:
-            self._exec("SET lock_timeout = '%ds'" % int(lock_timeout))
             if create:
                 # One creation at a time per database: the lock lasts until activate/discard closes the session.
                 self._exec('SELECT pg_advisory_lock(%s)', (CREATION_LOCK_KEY,))
                 self._refuse_existing_state()
                 self._exec('DROP SCHEMA IF EXISTS %s CASCADE' % STAGING_SCHEMA)
                 self._exec('CREATE SCHEMA %s' % STAGING_SCHEMA)
-            elif not self._schema_exists(STATE_SCHEMA):
+            elif not self._state_is_current():
                 raise StoreError('the PostgreSQL store %s does not exist (no %s schema in the database); create the '
-                                 'CA there first' % (self._location, STATE_SCHEMA), 'ca_store')
-            self._exec('SET search_path TO %s' % self._schema)
-            self._migrate(create)
+                                 'CA there first' % (self._location, STATE_SCHEMA), 'ca_store', code='store_missing')
+            # Both settings in one round trip (a statement without parameters may hold several).
+            self._exec("SET lock_timeout = '%ds'; SET search_path TO %s" % (int(lock_timeout), self._schema))
+            if self._current is not True:
+                self._migrate(create)
         except BaseException:
             self.close()
             raise
@@ -321,6 +333,13 @@ class PostgreSQLStore(CertificateStore):
         return self._exec('SELECT 1 FROM pg_namespace WHERE nspname = %s', (name,)).fetchone() is not None
 
     # -- opening, creating ------------------------------------------------------------------------------------
+    def _state_is_current(self) -> bool:
+        """Whether the state schema exists; also notes (``_current``) whether it is at this version with every
+        table, so that a module run opens the store in one round trip instead of four."""
+        exists, version, tables = self._exec(_OPENING_QUERY, {'schema': STATE_SCHEMA}).fetchone()
+        self._current = bool(exists and version == SCHEMA_VERSION and REQUIRED_TABLES <= set(tables or ()))
+        return bool(exists)
+
     def _version(self) -> int:
         if self._exec("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
             return 0

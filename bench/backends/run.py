@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+# -*- coding: utf-8 -*-
+# Copyright: certfleet.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PostgreSQL against SQLite, side by side in one run: a single issue as a module run does it, and a bulk request file.
+
+    .venv/bin/python bench/backends/run.py [--issues 60] [--bulk 300] [--reps 3]
+
+Both CAs are made by certfleet.pki.ca's library with the same settings (RSA 3072 CA key, the module's default;
+EC P-256 client keys); the PostgreSQL server is a throw-away cluster on a Unix socket, started like the tests' one
+(tests/support/postgresql_server.py). A single issue opens the CA afresh (unlocking its key, as every module run
+does) and issues one new identity; the two backends alternate, one operation each, and medians are compared. A bulk
+run carries out a request file of new identities (``ca/bulk.BulkRequest``, every core); backends alternate per
+repetition. Results: bench/results/backends.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / '.build' / 'collections'))
+sys.path.insert(0, str(ROOT / 'tests' / 'support'))
+
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.bulk import BulkRequest  # noqa: E402
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA  # noqa: E402
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.setup import ensure_ca  # noqa: E402
+from postgresql_server import PostgreSQLServer, why_unavailable  # noqa: E402  pylint: disable=import-error
+
+PASSPHRASE = 'bench-backends-passphrase'
+RESULTS = ROOT / 'bench' / 'results'
+
+
+def _issue(where: dict, identity: str) -> float:
+    started = time.perf_counter()
+    with ManagedCA(where.get('ca_path'), PASSPHRASE, store_url=where.get('store_url')) as ca:
+        result = ca.ensure_certificate(ca.build_wanted(identity=identity, subject={'CN': identity},
+                                                       key_type='ec-p256'))
+    elapsed = time.perf_counter() - started
+    assert result['action'] == 'issued', result
+    return elapsed
+
+
+def _bulk(where: dict, folder: pathlib.Path, prefix: str, count: int) -> float:
+    src = folder / ('%s.tsv' % prefix)
+    lines = ['action\tidentity\tCN\tkey_type'] + ['issue\t%s%d\t%s %d\tec-p256' % (prefix, n, prefix, n)
+                                                   for n in range(count)]
+    src.write_text('\n'.join(lines) + '\n')
+    started = time.perf_counter()
+    with ManagedCA(where.get('ca_path'), PASSPHRASE, store_url=where.get('store_url')) as ca:
+        result = BulkRequest(ca, src=str(src), dest=str(folder / ('%s-out' % prefix))).execute()
+    elapsed = time.perf_counter() - started
+    assert result['counts'].get('issued') == count, result['counts']
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--issues', type=int, default=60)
+    parser.add_argument('--bulk', type=int, default=300)
+    parser.add_argument('--reps', type=int, default=3)
+    options = parser.parse_args()
+    reason = why_unavailable()
+    if reason:
+        print('PostgreSQL cannot run here: %s' % reason)
+        return 2
+    server = PostgreSQLServer().start()
+    try:
+        with tempfile.TemporaryDirectory(prefix='certfleet-bench-backends-') as tmp:
+            folder = pathlib.Path(tmp)
+            backends = {'sqlite': {'ca_path': str(folder / 'ca')},
+                        'postgresql': {'store_url': server.url(server.create_database())}}
+            for where in backends.values():
+                ensure_ca(ca_path=where.get('ca_path'), store_url=where.get('store_url'), ca_passphrase=PASSPHRASE,
+                          subject={'CN': 'Bench Backends CA'})
+            issue = {name: [] for name in backends}
+            for n in range(options.issues):
+                for name in (sorted(backends) if n % 2 else sorted(backends, reverse=True)):
+                    issue[name].append(_issue(backends[name], 'single%d' % n))
+            bulk = {name: [] for name in backends}
+            for rep in range(options.reps):
+                for name in (sorted(backends) if rep % 2 else sorted(backends, reverse=True)):
+                    bulk[name].append(_bulk(backends[name], folder, 'rep%d%s' % (rep, name[0]), options.bulk))
+    finally:
+        server.stop()
+    report = _report(issue, bulk, options)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / 'backends.json').write_text(json.dumps(report, indent=2) + '\n')
+    (RESULTS / 'backends.md').write_text(_markdown(report))
+    print(_markdown(report))
+    return 0
+
+
+def _report(issue: dict, bulk: dict, options) -> dict:
+    medians = {'issue': {k: statistics.median(v) for k, v in issue.items()},
+               'bulk': {k: statistics.median(v) for k, v in bulk.items()}}
+    return {
+        'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+        'machine': '%s, %d cores, Python %s' % (platform.platform(), os.cpu_count() or 0, platform.python_version()),
+        'issues': options.issues, 'bulk_identities': options.bulk, 'reps': options.reps,
+        'median_seconds': medians,
+        'ratio_postgresql_to_sqlite': {op: medians[op]['postgresql'] / medians[op]['sqlite'] for op in medians},
+        'targets': {'issue': 1.5, 'bulk': 1.2},
+    }
+
+
+def _markdown(report: dict) -> str:
+    rows = ['| operation | SQLite (median) | PostgreSQL (median) | PostgreSQL / SQLite | target |',
+            '|---|---:|---:|---:|---:|']
+    labels = {'issue': 'single issue (module-like: open the CA, unlock, issue one)',
+              'bulk': 'bulk request file, %d new identities' % report['bulk_identities']}
+    for op, label in labels.items():
+        median = report['median_seconds'][op]
+        rows.append('| %s | %.1f ms | %.1f ms | %.2fx | %.1fx |' % (
+            label, median['sqlite'] * 1000, median['postgresql'] * 1000,
+            report['ratio_postgresql_to_sqlite'][op], report['targets'][op]))
+    return ('PostgreSQL against SQLite, %s, %s (%d single issues per backend, alternating; %d bulk runs each)\n\n'
+            % (report['date'], report['machine'], report['issues'], report['reps']) + '\n'.join(rows) + '\n')
+
+
+if __name__ == '__main__':
+    sys.exit(main())
