@@ -113,6 +113,8 @@ def _publish_checked(ca, recorded, *, dest, format, days, check_mode, now) -> di
         entries = ca.store.revoked_entries()
         generation = ca.store.revocation_generation()
         state = ca.store.get_meta('crl', {}) or {}
+    if recorded is not None and (len(entries) < int(recorded['count']) or generation < int(recorded['generation'])):
+        recorded = None  # fewer revocations than the recorded CRL listed: never trust the record then
     published = None
     if recorded is None:
         published = _published_crl(ca)
@@ -213,7 +215,8 @@ def _sign_crl(ca, entries, *, number: int, digest: str, days: int, reasons: list
                             number=number, this_update=now - BACKDATE, next_update=now + datetime.timedelta(days=days))
     if len(crl) != len(entries):
         raise StoreError('the CRL would list %d entries but the store has %d revocations' % (len(crl), len(entries)))
-    data = {'der': crl.public_bytes(serialization.Encoding.DER), 'pem': crl.public_bytes(serialization.Encoding.PEM),
+    der = crl.public_bytes(serialization.Encoding.DER)
+    data = {'der': der, 'pem': crl_lib.der_to_pem(der),
             'this_update': to_iso(crl.last_update_utc), 'next_update': to_iso(crl.next_update_utc)}
     ca.directory.write_public(CRL_DER_FILE, data['der'])
     ca.directory.write_public(CRL_PEM_FILE, data['pem'])

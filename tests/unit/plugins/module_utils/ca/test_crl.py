@@ -339,3 +339,20 @@ def test_restored_state_after_a_newer_crl_is_refused_despite_the_fast_path(ca, t
     with pytest.raises(StoreError, match='un-revoke'):
         ca.publish_crl()
     assert open(ca.file('crl.der'), 'rb').read() == crl_before
+
+
+def test_a_store_with_fewer_revocations_than_the_recorded_crl_gets_the_full_check(ca):
+    """The record matches the files, but the store lists fewer revocations than that CRL did (rows lost without the
+    integrity check noticing): the record is not trusted, the published CRL is read, and publishing is refused."""
+    alice = ca.ensure('alice')['serial']
+    ca.revoke(serial=alice, reason='key_compromise')
+    ca.publish_crl()
+    conn = sqlite3.connect(ca.state_path)
+    try:
+        with conn:
+            conn.execute('DROP TRIGGER certificates_stay_revoked')
+            conn.execute("UPDATE certificates SET status = 'valid', revoked_at = NULL WHERE serial = ?", (alice,))
+    finally:
+        conn.close()
+    with pytest.raises(StoreError, match='un-revoke'):
+        ca.publish_crl(next_update_days=3)
