@@ -313,6 +313,7 @@ def postgresql_server():
     reason = why_unavailable()
     if reason:
         return None, reason
+
     class TunedServer(PostgreSQLServer):
         """The test cluster with the usual tuning of a server holding a large database: shared_buffers 512 MB
         (the default, 128 MB, is sized for a laptop)."""

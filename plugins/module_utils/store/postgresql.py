@@ -502,8 +502,8 @@ class PostgreSQLStore(CertificateStore):
 
     def revoke(self, serial: str, at, reason: str) -> None:
         rows = self._exec("UPDATE certificates SET status = 'revoked', revoked_at = %s, revocation_reason = %s, "
-                   "is_current = FALSE, pending_revocation = FALSE WHERE serial = %s AND status = 'valid'",
-                   (to_iso(at), reason, serial))
+                          "is_current = FALSE, pending_revocation = FALSE WHERE serial = %s AND status = 'valid'",
+                          (to_iso(at), reason, serial))
         if rows.rowcount:
             # In the same transaction as the revocation: a CRL published at this generation lists it.
             self._exec("INSERT INTO meta (key, value) VALUES ('revocation_generation', '1') ON CONFLICT (key) "

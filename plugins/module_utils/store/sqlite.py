@@ -505,8 +505,8 @@ class SQLiteStore(CertificateStore):
 
     def revoke(self, serial: str, at, reason: str) -> None:
         rows = self._exec("UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?, "
-                   "is_current = 0, pending_revocation = 0 WHERE serial = ? AND status = 'valid'",
-                   (to_iso(at), reason, serial))
+                          "is_current = 0, pending_revocation = 0 WHERE serial = ? AND status = 'valid'",
+                          (to_iso(at), reason, serial))
         if rows.rowcount:
             # In the same transaction as the revocation: a CRL published at this generation lists it.
             self._exec("INSERT INTO meta (key, value) VALUES ('revocation_generation', '1') ON CONFLICT(key) "
