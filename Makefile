@@ -26,7 +26,7 @@ demo: SYSTEM_PACKAGES := demo
 test: SYSTEM_PACKAGES := test
 
 .PHONY: help demo test venv system-packages collection-link build install-check lint unit integration \
-        sanity bench-nightly bench-nightly-quick bench-bulk bench-compare clean
+        sanity bench-nightly bench-nightly-quick bench-bulk bench-scale bench-compare clean
 
 help:
 	@echo "make demo   create a virtualenv, install the collection and run the demo on the embedded CA"
@@ -98,6 +98,11 @@ bench-nightly-quick: venv collection-link
 # The bulk benchmark (bench/bulk/README.md): client_certificate_requests against a task loop and the crypto floor.
 bench-bulk: venv collection-link
 	$(BIN)/python bench/bulk/run.py
+
+# The scale benchmark (bench/scale/README.md): per-identity operations and the CRL at 1,000 and 1,000,000 stored
+# certificates, SQLite and PostgreSQL (a throw-away server; skipped, saying why, without the binaries).
+bench-scale: venv collection-link
+	$(BIN)/python bench/scale/run.py
 
 # Before/after (bench/compare.py): bulk and nightly --quick at small sizes on BASE and on HEAD, alternating, in one
 # session; both are checked out as temporary git worktrees, removed afterwards.

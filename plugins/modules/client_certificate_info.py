@@ -12,7 +12,7 @@ version_added: 0.1.0
 description:
   - Lists certificates from the CA's store, filtered by O(identity), O(serial), O(status), O(expiring_within) and
     O(current_only). Filters combine; without any, every certificate is listed.
-  - Also returns totals over the whole store and a summary of the CA certificate.
+  - Also returns totals over the whole store (not with O(identity)) and a summary of the CA certificate.
   - Never writes anything and never returns a private key. It does not need the CA key, so O(ca_passphrase) is
     accepted (for C(module_defaults)) but not used.
 author:
@@ -281,8 +281,8 @@ count:
   type: int
   sample: 1
 totals:
-  description: Counts over the whole store, regardless of the filters.
-  returned: without O(requests)
+  description: Counts over the whole store, regardless of the other filters.
+  returned: without O(requests) and without O(identity) (a query by identity stays flat as the store grows)
   type: dict
   contains:
     total:

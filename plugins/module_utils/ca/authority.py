@@ -222,6 +222,14 @@ class CADirectory:
     def read(self, name: str) -> bytes | None:
         return read_bytes(self.file(name))
 
+    def object_identity(self, name: str) -> list | None:
+        """What tells a file from its replacement without reading it: device, inode, size, modification time."""
+        try:
+            info = os.stat(self.file(name))
+        except FileNotFoundError:
+            return None
+        return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns]
+
 
 class CertificateAuthority:
     """The CA certificate, its chain and (once unlocked) its key."""

@@ -34,7 +34,8 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import
     CertfleetError, InputError, StoreError,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.common.files import (
-    atomic_write, check_dest_folder, ensure_private_dir, file_mode, read_bytes, writing,
+    atomic_write, check_dest_folder, ensure_private_dir, file_mode, fsync_folder, read_bytes, sync_folder_files,
+    writing,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.common.tabular import format_for, read_table, render_table
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import parse_renew_window, to_iso
@@ -500,19 +501,33 @@ class BulkRequest:
         with writing(self.dest, 'dest', 'create a folder in'):
             ensure_private_dir(self.dest, 'dest')
             final_dir, staging = self._run_folder()
+        issued = self._deliver(work, final_dir, staging)
+        result.update(self._output_paths(final_dir, issued))
+        result.update(rows=self.rows(), counts=self.counts())
+        return result
+
+    def _deliver(self, work: list, final_dir: str, staging: str) -> dict:
+        """Files first, durable and in their final place, then the store commit that points to them.
+
+        The files are written without waiting for the disk each time; one sync for the whole folder follows, then
+        the rename to the final name (made durable too), then the commit. Killed at any moment, the store either
+        records nothing of the batch or every file its rows name is in place; a failed commit removes the folder.
+        """
+        folder = staging
         try:
             with writing(staging, 'dest'):  # a failed write of any output file leaves no partial folder
                 issued = self._issue_all([line for line in work if line.outcome in ('issue', 'renew')], staging)
                 self._write_outputs(staging, issued)
+                sync_folder_files(staging)
+            with writing(final_dir, 'dest', 'rename the finished output folder to'):
+                os.rename(staging, final_dir)
+                folder = final_dir
+                fsync_folder(self.dest)
             self._commit(work, issued, os.path.basename(final_dir))
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
             raise
-        with writing(final_dir, 'dest', 'rename the finished output folder to'):
-            os.rename(staging, final_dir)
-        result.update(self._output_paths(final_dir, issued))
-        result.update(rows=self.rows(), counts=self.counts())
-        return result
+        return issued
 
     def _run_folder(self) -> tuple:
         """(final folder, staging folder): a name no other run uses; the staging folder is created (0700)."""
@@ -686,10 +701,8 @@ def issue_one(job: dict) -> dict:
                                 iterations=context['iterations'])
     path = os.path.join(context['staging'], job['file_name'])
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, 'wb') as handle:
+    with os.fdopen(descriptor, 'wb') as handle:  # made durable with the whole folder, before the store commit
         handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
     return {'line': job['line'], 'record': record, 'password': password,
             'wrapped': context['wrapper'].wrap(key, record.serial)}
 

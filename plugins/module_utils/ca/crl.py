@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 
@@ -32,10 +33,9 @@ _REASON_FLAGS = {
 
 def revocation_digest(entries) -> str:
     """A fingerprint of the revocation list: changes whenever a revocation is added or altered."""
-    digest = hashlib.sha256()
-    for entry in sorted(entries, key=lambda e: e.serial):
-        digest.update(('%s|%s|%s\n' % (entry.serial, to_iso(entry.revoked_at), entry.reason)).encode('ascii'))
-    return digest.hexdigest()
+    text = ''.join(['%s|%s|%s\n' % (entry.serial, to_iso(entry.revoked_at), entry.reason)
+                    for entry in sorted(entries, key=lambda e: e.serial)])
+    return hashlib.sha256(text.encode('ascii')).hexdigest()
 
 
 def build_crl(*, ca_certificate, ca_key, entries, number: int, this_update: datetime.datetime,
@@ -80,3 +80,10 @@ def crl_number(crl) -> int | None:
 
 def crl_serials(crl) -> set:
     return {format_serial(revoked.serial_number) for revoked in crl}
+
+
+def der_to_pem(der: bytes) -> bytes:
+    """The PEM form of a DER CRL (what public_bytes(PEM) gives, without encoding the CRL a second time)."""
+    text = base64.b64encode(der)
+    return (b'-----BEGIN X509 CRL-----\n' + b''.join(text[i:i + 64] + b'\n' for i in range(0, len(text), 64))
+            + b'-----END X509 CRL-----\n')

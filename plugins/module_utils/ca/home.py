@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import secrets
 
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.authority import CADirectory
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CAError, InputError, StoreError
@@ -25,6 +26,7 @@ from ansible_collections.certfleet.pki.plugins.module_utils.store.factory import
 
 # The meta key prefix under which a shared store keeps the CA's objects (base64 of the file's bytes).
 OBJECT_PREFIX = 'ca_object:'
+VERSION_PREFIX = 'ca_object_version:'
 # What identifies the CA: written once at creation, read by every run. The CRL is read fresh each time.
 CA_IDENTITY = ('ca.pem', 'chain.pem', 'ca.key')
 
@@ -130,6 +132,12 @@ class StoreHome:
         self._identity = None
         with self.store.write():
             self.store.set_meta(OBJECT_PREFIX + name, base64.b64encode(data).decode('ascii'))
+            self.store.set_meta(VERSION_PREFIX + name, secrets.token_hex(16))
+
+    def object_identity(self, name: str) -> str | None:
+        """A token written with each version of the object: tells a version from another without reading it."""
+        with self.store.read():
+            return self.store.get_meta(VERSION_PREFIX + name)
 
     write_secret = write_public  # the key is written encrypted; the store is the CA's, readable by its owner only
 

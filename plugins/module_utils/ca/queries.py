@@ -37,14 +37,18 @@ def query(ca, *, identity=None, serial=None, status=None, expiring_within=None, 
         history = None
         if identity is not None:
             history = records if serials is None else ca.store.find(identity=identity)
-        counts = ca.store.counts(now)
+        # Whole-store totals read every row: not on the per-identity path (deploy role, superseded), which stays
+        # flat however many certificates the store holds.
+        counts = ca.store.counts(now) if identity is None else None
         deployed = ca.store.deployments([identity] if identity is not None else None) if include_deployments else None
     selected = [r.to_result(now, include_pem=include_certificate) for r in records
                 if _selected(r, now, status, horizon, current_only)]
     authority = ca.authority.summary()
     if include_certificate:
         authority['certificate'] = ca.authority.certificate_pem()
-    result = {'changed': False, 'certificates': selected, 'count': len(selected), 'totals': counts, 'ca': authority}
+    result = {'changed': False, 'certificates': selected, 'count': len(selected), 'ca': authority}
+    if counts is not None:
+        result['totals'] = counts
     if history is not None:
         result['superseded'] = superseded(history, now)
     if deployed is not None:

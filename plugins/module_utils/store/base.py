@@ -173,13 +173,19 @@ class CertificateStore(abc.ABC):
     def link_renewal(self, old_serial: str, new_serial: str) -> None: ...
 
     @abc.abstractmethod
-    def counts(self, now: datetime.datetime) -> dict: ...
-
-    @abc.abstractmethod
     def revoke(self, serial: str, at: datetime.datetime, reason: str) -> None: ...
 
     @abc.abstractmethod
     def revoked_entries(self) -> list: ...
+
+    @abc.abstractmethod
+    def revocation_generation(self) -> int:
+        """How many revocations the store has recorded: ``revoke`` raises it in the same transaction, so a CRL
+        published at generation N lists every revocation the store held then (cheap: one row, whatever the size)."""
+
+    @abc.abstractmethod
+    def counts(self, now: datetime.datetime) -> dict:
+        """Totals over the whole store (reads every row: for the inventory, never on a per-identity path)."""
 
     @abc.abstractmethod
     def record_deployment(self, identity: str, host: str, serial: str, stores: list,

@@ -544,9 +544,16 @@ class PostgreSQLStore(CertificateStore):
         self._exec('UPDATE certificates SET renewed_by = %s WHERE serial = %s', (new_serial, old_serial))
 
     def revoke(self, serial: str, at, reason: str) -> None:
-        self._exec("UPDATE certificates SET status = 'revoked', revoked_at = %s, revocation_reason = %s, "
-                   "is_current = FALSE, pending_revocation = FALSE WHERE serial = %s AND status = 'valid'",
-                   (to_iso(at), reason, serial))
+        rows = self._exec("UPDATE certificates SET status = 'revoked', revoked_at = %s, revocation_reason = %s, "
+                          "is_current = FALSE, pending_revocation = FALSE WHERE serial = %s AND status = 'valid'",
+                          (to_iso(at), reason, serial))
+        if rows.rowcount:
+            # In the same transaction as the revocation: a CRL published at this generation lists it.
+            self._exec("INSERT INTO meta (key, value) VALUES ('revocation_generation', '1') ON CONFLICT (key) "
+                       "DO UPDATE SET value = (meta.value::bigint + 1)::text")
+
+    def revocation_generation(self) -> int:
+        return int(self.get_meta('revocation_generation', 0))
 
     def revoked_entries(self) -> list:
         rows = self._exec("SELECT serial, revoked_at, revocation_reason FROM certificates WHERE status = 'revoked' "

@@ -296,3 +296,63 @@ def test_crl_built_from_the_whole_list_equals_the_one_by_one_builder():
     assert len(built) == 40 and crl_number(built) == 12
     with pytest.raises(ValueError):
         build_crl(ca_certificate=ca_certificate, ca_key=key, entries=[], number=13, this_update=now, next_update=now)
+
+
+def test_unchanged_publish_reads_neither_the_list_nor_the_crl(ca, monkeypatch):
+    """Nothing changed: the store's revocation generation and the recorded identity of the published files decide,
+    so the cost does not grow with the revocations (the list is not read and the CRL not parsed)."""
+    from ansible_collections.certfleet.pki.plugins.module_utils.ca import revocation
+    alice = ca.ensure('alice')['serial']
+    ca.revoke(serial=alice, reason='key_compromise')
+    first = ca.publish_crl()
+    monkeypatch.setattr(revocation, '_published_crl', _must_not_run)
+    monkeypatch.setattr(revocation.crl_lib, 'revocation_digest', _must_not_run)
+    again = ca.publish_crl()
+    assert again['changed'] is False and again['regenerated'] is False
+    assert (again['crl_number'], again['revoked_count']) == (first['crl_number'], 1)
+    assert (again['this_update'], again['next_update']) == (first['this_update'], first['next_update'])
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError('the unchanged publish read the whole list or the published CRL')
+
+
+@pytest.mark.parametrize('revoke_in_restored', [False, True])
+def test_restored_state_after_a_newer_crl_is_refused_despite_the_fast_path(ca, tmp_path, revoke_in_restored):
+    """A state.db copy from before a newer CRL was published carries the record of the older CRL: the files on disk
+    do not match it, so the full check runs and refuses, even when the restored store's generation has caught up
+    with the newer CRL's by other revocations."""
+    alice, bob = ca.ensure('alice')['serial'], ca.ensure('bob')['serial']
+    ca.publish_crl()
+    assert ca.publish_crl()['regenerated'] is False  # the record is in place: the fast path
+    old_copy = str(tmp_path / 'state-after-first-crl.db')
+    _backup(ca.state_path, old_copy)
+    ca.revoke(serial=alice, reason='key_compromise')
+    assert ca.publish_crl()['revoked_count'] == 1
+    crl_before = open(ca.file('crl.der'), 'rb').read()
+    for suffix in ('-wal', '-shm'):
+        if os.path.exists(ca.state_path + suffix):
+            os.unlink(ca.state_path + suffix)
+    shutil.copyfile(old_copy, ca.state_path)
+    if revoke_in_restored:
+        ca.revoke(serial=bob, reason='superseded')  # the restored generation is 1 again, with other contents
+    with pytest.raises(StoreError, match='un-revoke'):
+        ca.publish_crl()
+    assert open(ca.file('crl.der'), 'rb').read() == crl_before
+
+
+def test_a_store_with_fewer_revocations_than_the_recorded_crl_gets_the_full_check(ca):
+    """The record matches the files, but the store lists fewer revocations than that CRL did (rows lost without the
+    integrity check noticing): the record is not trusted, the published CRL is read, and publishing is refused."""
+    alice = ca.ensure('alice')['serial']
+    ca.revoke(serial=alice, reason='key_compromise')
+    ca.publish_crl()
+    conn = sqlite3.connect(ca.state_path)
+    try:
+        with conn:
+            conn.execute('DROP TRIGGER certificates_stay_revoked')
+            conn.execute("UPDATE certificates SET status = 'valid', revoked_at = NULL WHERE serial = ?", (alice,))
+    finally:
+        conn.close()
+    with pytest.raises(StoreError, match='un-revoke'):
+        ca.publish_crl(next_update_days=3)

@@ -456,6 +456,21 @@ def test_query_statuses_and_expiry(ca):
     assert err.value.field == 'status'
 
 
+def test_query_by_identity_does_not_count_the_whole_store(ca, monkeypatch):
+    """The per-identity path (deploy role, superseded) stays flat as the store grows: no whole-store totals."""
+    from ansible_collections.certfleet.pki.plugins.module_utils.store.sqlite import SQLiteStore
+    ca.ensure('alice')
+    ca.ensure('bob')
+    assert ca.query()['totals']['total'] == 2
+
+    def refuse(*args, **kwargs):
+        raise AssertionError('counts() on the per-identity path')
+
+    monkeypatch.setattr(SQLiteStore, 'counts', refuse)
+    result = ca.query(identity='alice')
+    assert result['count'] == 1 and 'totals' not in result and result['superseded'] == []
+
+
 def test_query_include_deployments_and_ca_pem(ca):
     alice = ca.ensure('alice')
     bob = ca.ensure('bob')

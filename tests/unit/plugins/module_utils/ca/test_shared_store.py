@@ -15,7 +15,7 @@ from ansible_collections.certfleet.pki.plugins.module_utils.ca.home import OBJEC
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.setup import ensure_ca
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import (
-    CAError, InputError, PassphraseError,
+    CAError, InputError, PassphraseError, StoreError,
 )
 
 from conftest import CA_SUBJECT, CAHarness, PASSPHRASE  # pylint: disable=import-error
@@ -108,3 +108,46 @@ def test_a_store_without_a_ca_says_how_to_make_one(store_url, clock):
         ManagedCA(ca_passphrase=PASSPHRASE, clock=clock, store_url=store_url)
     assert missing.value.field == 'ca_store' and 'certfleet.pki.ca' in str(missing.value)
     assert PASSWORD not in str(missing.value)
+
+
+@pytest.mark.parametrize('engine', ['sqlite', 'postgresql'])
+def test_a_restored_backup_never_unrevokes_what_dest_serves(engine, postgresql_server, postgresql_database, clock,
+                                                            tmp_path):
+    """The whole CA restored from a backup (its own CRL included) lacks a revocation that the CRL at dest lists:
+    publishing to dest is refused, on both engines, and dest keeps the newer CRL."""
+    import shutil
+    dest = str(tmp_path / 'served.crl')
+    if engine == 'sqlite':
+        path = str(tmp_path / 'ca')
+        ca = CAHarness(path, PASSPHRASE, clock, ensure_ca(ca_path=path, ca_passphrase=PASSPHRASE, clock=clock,
+                                                          subject=dict(CA_SUBJECT), key_type='ec-p256'))
+    else:
+        ca = _harness(postgresql_server.url(postgresql_database), clock)
+    ca.ensure('alice')
+    ca.ensure('bob')
+    first = ca.publish_crl(dest=dest)
+    if engine == 'sqlite':
+        shutil.copytree(path, str(tmp_path / 'backup'))
+    else:
+        with postgresql_server.admin() as conn:
+            conn.execute('CREATE DATABASE backup_copy TEMPLATE %s' % postgresql_database)
+    ca.revoke(identity='bob', which='current', reason='key_compromise')
+    newer = ca.publish_crl(dest=dest)
+    assert newer['revoked_count'] == 1 and newer['crl_number'] == first['crl_number'] + 1
+    served = open(dest, 'rb').read()
+    if engine == 'sqlite':
+        shutil.rmtree(path)
+        shutil.copytree(str(tmp_path / 'backup'), path)
+    else:
+        ca.store_url = postgresql_server.url('backup_copy')
+    try:
+        with pytest.raises(StoreError) as refused:
+            ca.publish_crl(dest=dest)
+        assert refused.value.code == 'crl_would_unrevoke' and dest in str(refused.value)
+        assert open(dest, 'rb').read() == served
+        ca.revoke(identity='bob', which='current', reason='key_compromise')  # what the message says to do
+        again = ca.publish_crl(dest=dest)
+        assert again['revoked_count'] == 1 and again['crl_number'] > newer['crl_number']
+    finally:
+        if engine == 'postgresql':
+            postgresql_server.drop_database('backup_copy')

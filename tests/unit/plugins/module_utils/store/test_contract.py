@@ -275,6 +275,26 @@ def test_revoke_does_not_rewrite_an_existing_revocation(store):
     assert rec.revoked_at == NOW
 
 
+def test_revocation_generation_rises_with_each_revocation_in_its_transaction(store):
+    insert(store, record('A1'))
+    insert(store, record('B1', 'bob'))
+    with store.read():
+        assert store.revocation_generation() == 0
+    with store.write():
+        store.revoke('A1', NOW, 'key_compromise')
+        store.revoke('A1', NOW, 'unspecified')  # already revoked: not a new revocation
+    with pytest.raises(RuntimeError):
+        with store.write():
+            store.revoke('B1', NOW, 'superseded')
+            raise RuntimeError('rolled back')
+    with store.read():
+        assert store.revocation_generation() == 1 and len(store.revoked_entries()) == 1
+    with store.write():
+        store.revoke('B1', NOW, 'superseded')
+    with store.read():
+        assert store.revocation_generation() == 2
+
+
 def test_counts(store):
     first = insert(store, record('A1'))
     renew(store, first, record('A2'))
