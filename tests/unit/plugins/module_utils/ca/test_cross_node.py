@@ -99,10 +99,13 @@ class Node:
         return [m for m in self.messages if m['event'] == 'ack']
 
 
-def _context():
+def _context(monkeypatch):
     context = multiprocessing.get_context('forkserver')
     if HERE not in sys.path:
         sys.path.insert(0, HERE)
+    # The fork server starts with this environment; Python 3.11's ignores the sys.path it is handed, and without
+    # PYTHONPATH its preload fails quietly and every worker pays the imports.
+    monkeypatch.setenv('PYTHONPATH', os.pathsep.join(p for p in sys.path if p))
     context.set_forkserver_preload(['ansible_collections.certfleet.pki.plugins.module_utils.ca.service',
                                     'cross_node_worker', 'psycopg'])
     return context
@@ -146,8 +149,8 @@ def _kill(node: Node) -> None:
         node.killed = True
 
 
-def _run_nodes(job: dict, nodes: list) -> None:
-    context = _context()
+def _run_nodes(job: dict, nodes: list, monkeypatch) -> None:
+    context = _context(monkeypatch)
     try:
         for node in nodes:
             _start(context, node, job)
@@ -215,14 +218,14 @@ def _ensure(job: dict, identity: str) -> dict:
 # -- the test ----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('backend', ['sqlite', 'postgresql'])
-def test_fifty_nodes_with_kills_keep_the_ca_consistent(backend, tmp_path, request):
+def test_fifty_nodes_with_kills_keep_the_ca_consistent(backend, tmp_path, request, monkeypatch):
     job = (_sqlite_ca if backend == 'sqlite' else _postgresql_ca)(tmp_path, request)
     for identity in IDENTITIES:  # every identity has a history, so every revocation finds records
         _ensure(job, identity)
     plans = _plans(random.Random(SEED))
     nodes = [Node(number, plan, str(tmp_path / ('node%02d' % number))) for number, plan in enumerate(plans)]
 
-    _run_nodes(job, nodes)
+    _run_nodes(job, nodes, monkeypatch)
 
     errors = [m for n in nodes for m in n.messages if m['event'] == 'error']
     assert errors == []
