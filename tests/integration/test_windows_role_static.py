@@ -16,17 +16,24 @@ No Windows host is available here. What runs on the controller:
   ``ansible.windows``), and ``ansible-lint`` on the role and the molecule scenario (needs ansible-lint too).
 
 The real imports are exercised by extensions/molecule/windows against a Windows host.
+
+Speed: every case is a separate ansible-playbook (or ansible-doc, ansible-lint) run of a few seconds, mostly one
+process at a time. The runs of all selected cases start together at the beginning of the module (as in
+test_targets.py), each in its own temp folder, and each test waits for its own run and asserts on it.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import json
+import os
 import pathlib
 import shutil
 import subprocess
 
 import pytest
-from integration_support import BIN, ROOT
+from integration_support import BIN, ROOT, AnsibleRunner
 
 ROLE = ROOT / 'roles' / 'windows_store'
 SPEC = ROLE / 'meta' / 'argument_specs.yml'
@@ -180,8 +187,9 @@ GOOD_MAIN = {
 }
 
 
+@functools.cache
 def ansible_windows_available(ansible) -> bool:
-    """Whether ansible-playbook of this venv, with the runner's collection path, finds ansible.windows."""
+    """Whether ansible-playbook of this venv, with the runner's collection path, finds ansible.windows (asked once)."""
     completed = subprocess.run([str(BIN / 'ansible-galaxy'), 'collection', 'list', 'ansible.windows', '--format',
                                 'json'], env=ansible.env(), capture_output=True, text=True, check=False)
     if completed.returncode != 0:
@@ -194,11 +202,53 @@ def ansible_windows_available(ansible) -> bool:
 
 
 @pytest.fixture
-def requires_ansible_windows(ansible):
-    if not ansible_windows_available(ansible):
+def requires_ansible_windows(windows_static_runner):
+    if not ansible_windows_available(windows_static_runner):
         pytest.skip('ansible.windows is not installed where this venv\'s ansible-playbook finds collections; loading '
                     'the role resolves its ansible.windows modules. Install it with `pip install "ansible>=12,<13"` '
                     '(bundles ansible.windows) or `ansible-galaxy collection install ansible.windows`.')
+
+
+# What each test runs, by test function: called with a runner and a temp folder of its own plus the test's parameters,
+# it returns what the test asserts on. The runs of all selected tests start at once (started_runs).
+RUNS = {}
+
+
+def runs_for(test):
+    def register(function):
+        RUNS[test] = function
+        return function
+    return register
+
+
+@pytest.fixture(scope='module')
+def windows_static_runner(tmp_path_factory, collections_path):
+    return AnsibleRunner(tmp_path_factory.mktemp('windows-static-probe') / 'ansible')
+
+
+@pytest.fixture(scope='module')
+def started_runs(request, tmp_path_factory, windows_static_runner):
+    """Start the run of every selected test of this module at once (the linter, the longest, first)."""
+    items = [item for item in request.session.items
+             if item.module is request.module and item.originalname in RUNS
+             and ('requires_ansible_windows' not in item.fixturenames
+                  or ansible_windows_available(windows_static_runner))]
+    items.sort(key=lambda item: item.originalname != 'test_ansible_lint')
+    workers = max(1, min(len(items), (os.cpu_count() or 2) + 1))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as executor:
+        futures = {}
+        for item in items:
+            base = tmp_path_factory.mktemp('windows-static')
+            params = dict(item.callspec.params) if hasattr(item, 'callspec') else {}
+            futures[item.nodeid] = executor.submit(RUNS[item.originalname], AnsibleRunner(base / 'ansible'), base,
+                                                   **params)
+        yield futures
+
+
+@pytest.fixture
+def outcome(request, started_runs):
+    """What this test's run returned (it waits for it)."""
+    return started_runs[request.node.nodeid].result()
 
 
 def write(path: pathlib.Path, text: str) -> pathlib.Path:
@@ -219,11 +269,62 @@ def run_plan(ansible, tmp_path, **extra):
     return run, values
 
 
+@runs_for('test_argument_spec_accepts_good_variables')
+def run_spec_good(ansible, tmp_path, entry_point, provided):
+    playbook = write(tmp_path / 'spec.yml', SPEC_PLAYBOOK)
+    return ansible.run(playbook, extra_vars={'spec_file': str(SPEC), 'entry_point': entry_point,
+                                             'provided': provided})
+
+
+@runs_for('test_argument_spec_rejects_bad_variables')
+def run_spec_bad(ansible, tmp_path, changes, message):
+    provided = {key: value for key, value in {**GOOD_MAIN, **changes}.items() if value is not None}
+    playbook = write(tmp_path / 'spec.yml', SPEC_PLAYBOOK)
+    return ansible.run(playbook, extra_vars={'spec_file': str(SPEC), 'entry_point': 'main', 'provided': provided})
+
+
+@runs_for('test_role_validates_its_arguments')
+def run_role_validation(ansible, tmp_path, changes, message):
+    provided = {key: value for key, value in {**GOOD_MAIN, **changes}.items() if value is not None}
+    playbook = write(tmp_path / 'role.yml', ROLE_VALIDATION_PLAYBOOK)
+    # The role's validation task carries the tag `always`; with a tag nothing else carries, it runs alone.
+    return ansible.run(playbook, extra_vars=provided, args=['--tags', 'certfleet_validation_only'])
+
+
+@runs_for('test_plan_decides_the_encryption_from_the_build')
+def run_plan_encryption(ansible, tmp_path, version, requested, expected):
+    return run_plan(ansible, tmp_path, _windows_store_distribution_version=version,
+                    windows_store_encryption=requested)
+
+
+@runs_for('test_plan_refuses_before_any_store_changes')
+def run_plan_refusal(ansible, tmp_path, extra, message):
+    return run_plan(ansible, tmp_path, **extra)
+
+
+@runs_for('test_accounts_and_stores')
+def run_plan_accounts(ansible, tmp_path, extra, expected):
+    return run_plan(ansible, tmp_path, **extra)
+
+
+@runs_for('test_import_is_skipped_when_the_certificate_is_already_there')
+def run_plan_already_there(ansible, tmp_path, before, thumbprint, probe, present):
+    extra = {'_windows_store_my_before': {'certificates': before}, 'windows_store_thumbprint': thumbprint}
+    if probe:
+        extra['_windows_store_probe'] = probe
+    return run_plan(ansible, tmp_path, **extra)
+
+
 # --- The filter's documentation -----------------------------------------------------------------------------------
 
-def test_filter_documentation_renders(ansible):
-    completed = subprocess.run([str(BIN / 'ansible-doc'), '-t', 'filter', 'certfleet.pki.pkcs12_encryption_for'],
-                               env=ansible.env(), capture_output=True, text=True, check=False)
+@runs_for('test_filter_documentation_renders')
+def run_filter_documentation(ansible, tmp_path):
+    return subprocess.run([str(BIN / 'ansible-doc'), '-t', 'filter', 'certfleet.pki.pkcs12_encryption_for'],
+                          env=ansible.env(), capture_output=True, text=True, check=False)
+
+
+def test_filter_documentation_renders(outcome):
+    completed = outcome
     assert completed.returncode == 0, completed.stderr
     assert '10.0.17763' in completed.stdout and 'legacy' in completed.stdout
 
@@ -239,10 +340,8 @@ def test_filter_documentation_renders(ansible):
     ('firefox_os_store', {'windows_store_firefox_osclientcerts_autoload': True,
                           'windows_store_firefox_preferences': {}}),
 ])
-def test_argument_spec_accepts_good_variables(ansible, tmp_path, entry_point, provided):
-    playbook = write(tmp_path / 'spec.yml', SPEC_PLAYBOOK)
-    run = ansible.run(playbook, extra_vars={'spec_file': str(SPEC), 'entry_point': entry_point,
-                                            'provided': provided})
+def test_argument_spec_accepts_good_variables(outcome, entry_point, provided):
+    run = outcome
     assert run.returncode == 0, run.explain()
     assert SECRET not in run.output
 
@@ -260,10 +359,8 @@ def test_argument_spec_accepts_good_variables(ansible, tmp_path, entry_point, pr
     ({'windows_store_firefox_preferences': ['security.osclientcerts.autoload']},
      "'windows_store_firefox_preferences' is of type"),
 ])
-def test_argument_spec_rejects_bad_variables(ansible, tmp_path, changes, message):
-    provided = {key: value for key, value in {**GOOD_MAIN, **changes}.items() if value is not None}
-    playbook = write(tmp_path / 'spec.yml', SPEC_PLAYBOOK)
-    run = ansible.run(playbook, extra_vars={'spec_file': str(SPEC), 'entry_point': 'main', 'provided': provided})
+def test_argument_spec_rejects_bad_variables(outcome, changes, message):
+    run = outcome
     assert run.returncode != 0
     assert 'Validation of arguments failed' in run.output
     assert message in run.output, run.explain()
@@ -278,11 +375,8 @@ def test_argument_spec_rejects_bad_variables(ansible, tmp_path, changes, message
     ({'windows_store_location': 'CurrentUser'}, 'windows_store_location must be one of'),
     ({'windows_store_remove_superseded': 'sometimes'}, "'windows_store_remove_superseded' is of type"),
 ])
-def test_role_validates_its_arguments(ansible, tmp_path, changes, message):
-    provided = {key: value for key, value in {**GOOD_MAIN, **changes}.items() if value is not None}
-    playbook = write(tmp_path / 'role.yml', ROLE_VALIDATION_PLAYBOOK)
-    # The role's validation task carries the tag `always`; with a tag nothing else carries, it runs alone.
-    run = ansible.run(playbook, extra_vars=provided, args=['--tags', 'certfleet_validation_only'])
+def test_role_validates_its_arguments(outcome, changes, message):
+    run = outcome
     if message is None:
         assert run.returncode == 0, run.explain()
         assert "Validating arguments against arg spec 'main'" in run.output
@@ -304,9 +398,8 @@ def test_role_validates_its_arguments(ansible, tmp_path, changes, message):
     ('10.0.14393.0', 'modern', 'modern'),
     ('10.0.20348.0', 'legacy', 'legacy'),
 ])
-def test_plan_decides_the_encryption_from_the_build(ansible, tmp_path, version, requested, expected):
-    run, values = run_plan(ansible, tmp_path, _windows_store_distribution_version=version,
-                           windows_store_encryption=requested)
+def test_plan_decides_the_encryption_from_the_build(outcome, version, requested, expected):
+    run, values = outcome
     assert run.returncode == 0, run.explain()
     assert values['encryption'] == expected
 
@@ -321,8 +414,8 @@ def test_plan_decides_the_encryption_from_the_build(ansible, tmp_path, version, 
      'cannot open AES (modern)'),
     ({'_windows_store_distribution_version': 'unknown'}, 'cannot read the Windows version'),
 ])
-def test_plan_refuses_before_any_store_changes(ansible, tmp_path, extra, message):
-    run, _values = run_plan(ansible, tmp_path, **extra)
+def test_plan_refuses_before_any_store_changes(outcome, extra, message):
+    run, _values = outcome
     assert run.returncode != 0
     assert message in run.output, run.explain()
 
@@ -339,17 +432,22 @@ def test_plan_refuses_before_any_store_changes(ansible, tmp_path, extra, message
     ({'windows_store_become_user': 'EXAMPLE\\svc-pki', 'windows_store_key_storage': 'default'},
      {'become_user': 'EXAMPLE\\svc-pki', 'key_storage': 'default'}),
 ])
-def test_accounts_and_stores(ansible, tmp_path, extra, expected):
-    run, values = run_plan(ansible, tmp_path, **extra)
+def test_accounts_and_stores(outcome, extra, expected):
+    run, values = outcome
     assert run.returncode == 0, run.explain()
     assert {key: values[key] for key in expected} == expected
 
 
 # --- Which certificates are new, chain, superseded or foreign ------------------------------------------------------
 
-def test_superseded_chain_and_foreign_certificates_are_told_apart(ansible, tmp_path):
-    run, values = run_plan(ansible, tmp_path, _windows_store_probe=PROBE, _windows_store_my=MY_AFTER_IMPORT,
-                           windows_store_remove_thumbprints=[THUMB_FOREIGN.lower(), 'ff:' * 19 + 'ff'])
+@runs_for('test_superseded_chain_and_foreign_certificates_are_told_apart')
+def run_superseded_chain_and_foreign(ansible, tmp_path):
+    return run_plan(ansible, tmp_path, _windows_store_probe=PROBE, _windows_store_my=MY_AFTER_IMPORT,
+                    windows_store_remove_thumbprints=[THUMB_FOREIGN.lower(), 'ff:' * 19 + 'ff'])
+
+
+def test_superseded_chain_and_foreign_certificates_are_told_apart(outcome):
+    run, values = outcome
     assert run.returncode == 0, run.explain()
     assert values['new'] == THUMB_NEW                      # from the PFX, with its key
     assert values['chain'] == [THUMB_CHAIN]                # from the PFX, no key
@@ -359,17 +457,27 @@ def test_superseded_chain_and_foreign_certificates_are_told_apart(ansible, tmp_p
     assert values['to_remove'] == [THUMB_OLD, THUMB_OLDER, THUMB_FOREIGN]  # the run stops on `refused` first
 
 
-def test_removal_of_the_new_certificate_is_refused(ansible, tmp_path):
-    run, values = run_plan(ansible, tmp_path, _windows_store_probe=PROBE, _windows_store_my=MY_AFTER_IMPORT,
-                           windows_store_remove_thumbprints=[THUMB_NEW])
+@runs_for('test_removal_of_the_new_certificate_is_refused')
+def run_removal_of_the_new_certificate(ansible, tmp_path):
+    return run_plan(ansible, tmp_path, _windows_store_probe=PROBE, _windows_store_my=MY_AFTER_IMPORT,
+                    windows_store_remove_thumbprints=[THUMB_NEW])
+
+
+def test_removal_of_the_new_certificate_is_refused(outcome):
+    run, values = outcome
     assert run.returncode == 0, run.explain()
     assert values['refused'] == [THUMB_NEW]
 
 
-def test_only_requested_thumbprints_when_superseded_removal_is_off(ansible, tmp_path):
-    run, values = run_plan(ansible, tmp_path, _windows_store_probe=PROBE, _windows_store_my=MY_AFTER_IMPORT,
-                           windows_store_remove_superseded=False, windows_store_remove_thumbprints=[THUMB_OLDER],
-                           windows_store_thumbprint=':'.join([THUMB_NEW[i:i + 2] for i in range(0, 40, 2)]).lower())
+@runs_for('test_only_requested_thumbprints_when_superseded_removal_is_off')
+def run_only_requested_thumbprints(ansible, tmp_path):
+    return run_plan(ansible, tmp_path, _windows_store_probe=PROBE, _windows_store_my=MY_AFTER_IMPORT,
+                    windows_store_remove_superseded=False, windows_store_remove_thumbprints=[THUMB_OLDER],
+                    windows_store_thumbprint=':'.join([THUMB_NEW[i:i + 2] for i in range(0, 40, 2)]).lower())
+
+
+def test_only_requested_thumbprints_when_superseded_removal_is_off(outcome):
+    run, values = outcome
     assert run.returncode == 0, run.explain()
     assert values['expected'] == THUMB_NEW
     assert values['new'] == THUMB_NEW
@@ -384,21 +492,24 @@ def test_only_requested_thumbprints_when_superseded_removal_is_off(ansible, tmp_
     ([certificate(THUMB_NEW)], '', PROBE, True),                              # rerun without the thumbprint
     ([certificate(THUMB_OLD)], '', PROBE, False),
 ])
-def test_import_is_skipped_when_the_certificate_is_already_there(ansible, tmp_path, before, thumbprint, probe,
-                                                                 present):
-    extra = {'_windows_store_my_before': {'certificates': before}, 'windows_store_thumbprint': thumbprint}
-    if probe:
-        extra['_windows_store_probe'] = probe
-    run, values = run_plan(ansible, tmp_path, **extra)
+def test_import_is_skipped_when_the_certificate_is_already_there(outcome, before, thumbprint, probe, present):
+    run, values = outcome
     assert run.returncode == 0, run.explain()
     assert values['already_present'] is present
 
 
 # --- Firefox policies ---------------------------------------------------------------------------------------
 
-def test_firefox_policies_for_the_registry_and_policies_json(ansible, tmp_path):
+@runs_for('test_firefox_policies_for_the_registry_and_policies_json')
+def run_firefox_policies(ansible, tmp_path):
     run, values = run_plan(ansible, tmp_path, windows_store_firefox_preferences={
         'security.default_personal_cert': {'Value': 'Select Automatically', 'Status': 'locked'}})
+    rendered = tmp_path / 'values.json.policies.json'
+    return run, values, (json.loads(rendered.read_text()) if rendered.exists() else None)
+
+
+def test_firefox_policies_for_the_registry_and_policies_json(outcome):
+    run, values, policies = outcome
     assert run.returncode == 0, run.explain()
     preferences = {
         'security.default_personal_cert': {'Status': 'locked', 'Value': 'Select Automatically'},
@@ -406,46 +517,69 @@ def test_firefox_policies_for_the_registry_and_policies_json(ansible, tmp_path):
     }
     # The REG_MULTI_SZ value of HKLM\SOFTWARE\Policies\Mozilla\Firefox\Preferences: stable JSON (sorted keys).
     assert values['firefox_registry_json'] == json.dumps(preferences, sort_keys=True)
-    policies = json.loads((tmp_path / 'values.json.policies.json').read_text())
     assert policies == {'policies': {'Certificates': {'ImportEnterpriseRoots': True}, 'Preferences': preferences}}
 
 
-def test_firefox_policies_can_be_reduced(ansible, tmp_path):
-    run, values = run_plan(ansible, tmp_path, windows_store_firefox_osclientcerts_autoload=False,
-                           windows_store_firefox_import_enterprise_roots=True)
+@runs_for('test_firefox_policies_can_be_reduced')
+def run_firefox_policies_reduced(ansible, tmp_path):
+    return run_plan(ansible, tmp_path, windows_store_firefox_osclientcerts_autoload=False,
+                    windows_store_firefox_import_enterprise_roots=True)
+
+
+def test_firefox_policies_can_be_reduced(outcome):
+    run, values = outcome
     assert run.returncode == 0, run.explain()
     assert values['firefox_policies'] == {'Certificates': {'ImportEnterpriseRoots': True}}
 
 
 # --- Syntax and lint --------------------------------------------------------------------------------------
 
-@pytest.mark.usefixtures('requires_ansible_windows')
-def test_syntax_check(ansible, tmp_path):
+@runs_for('test_syntax_check')
+def run_syntax_check(ansible, tmp_path):
     playbook = write(tmp_path / 'site.yml', SYNTAX_PLAYBOOK)
     inventory = write(tmp_path / 'hosts.ini', 'windows-host ansible_connection=winrm ansible_host=192.0.2.10\n')
-    run = ansible.run(playbook, inventory=inventory, args=['--syntax-check'])
+    return ansible.run(playbook, inventory=inventory, args=['--syntax-check'])
+
+
+@pytest.mark.usefixtures('requires_ansible_windows')
+def test_syntax_check(outcome):
+    run = outcome
     assert run.returncode == 0, run.explain()
 
 
-@pytest.mark.usefixtures('requires_ansible_windows')
-def test_molecule_playbooks_syntax(ansible, tmp_path):
+@runs_for('test_molecule_playbooks_syntax')
+def run_molecule_playbooks_syntax(ansible, tmp_path):
     inventory = MOLECULE / 'inventory.example.yml'
-    for name in ('prepare.yml', 'converge.yml', 'verify.yml', 'cleanup.yml'):
-        run = ansible.run(MOLECULE / name, inventory=inventory, args=['--syntax-check'])
+    return [ansible.run(MOLECULE / name, inventory=inventory, args=['--syntax-check'])
+            for name in ('prepare.yml', 'converge.yml', 'verify.yml', 'cleanup.yml')]
+
+
+@pytest.mark.usefixtures('requires_ansible_windows')
+def test_molecule_playbooks_syntax(outcome):
+    for run in outcome:
         assert run.returncode == 0, run.explain()
 
 
-@pytest.mark.usefixtures('requires_ansible_windows')
-def test_ansible_lint(ansible):
+def ansible_lint_command():
     lint = BIN / 'ansible-lint'
-    lint = str(lint) if lint.exists() else shutil.which('ansible-lint')
-    if not lint:
-        pytest.skip('ansible-lint is not installed (pip install ansible-lint)')
+    return str(lint) if lint.exists() else shutil.which('ansible-lint')
+
+
+@runs_for('test_ansible_lint')
+def run_ansible_lint(ansible, tmp_path):
+    if not ansible_lint_command():
+        return None
     # The example inventory is a YAML inventory, which ansible-lint would take for a playbook by its place.
     # (--exclude takes several values: it comes last, after the paths to lint.)
-    completed = subprocess.run([lint, 'roles/windows_store', 'extensions/molecule/windows', '--offline', '--nocolor',
-                                '--profile', 'production',
-                                '--exclude', 'extensions/molecule/windows/inventory.example.yml'],
-                               cwd=ROOT, env=ansible.env(), capture_output=True, text=True, check=False,
-                               timeout=900)
+    return subprocess.run([ansible_lint_command(), 'roles/windows_store', 'extensions/molecule/windows', '--offline',
+                           '--nocolor', '--profile', 'production',
+                           '--exclude', 'extensions/molecule/windows/inventory.example.yml'],
+                          cwd=ROOT, env=ansible.env(), capture_output=True, text=True, check=False, timeout=900)
+
+
+@pytest.mark.usefixtures('requires_ansible_windows')
+def test_ansible_lint(outcome):
+    if not ansible_lint_command():
+        pytest.skip('ansible-lint is not installed (pip install ansible-lint)')
+    completed = outcome
     assert completed.returncode == 0, completed.stdout[-8000:] + completed.stderr[-4000:]
