@@ -26,7 +26,7 @@ demo: SYSTEM_PACKAGES := demo
 test: SYSTEM_PACKAGES := test
 
 .PHONY: help demo test venv system-packages collection-link build install-check lint unit integration \
-        sanity bench-nightly bench-nightly-quick bench-bulk bench-scale bench-compare clean
+        sanity bench-nightly bench-nightly-quick bench-bulk bench-scale bench-backends bench-compare clean
 
 help:
 	@echo "make demo   create a virtualenv, install the collection and run the demo on the embedded CA"
@@ -103,6 +103,10 @@ bench-bulk: venv collection-link
 # certificates, SQLite and PostgreSQL (a throw-away server; skipped, saying why, without the binaries).
 bench-scale: venv collection-link
 	$(BIN)/python bench/scale/run.py
+
+# PostgreSQL against SQLite side by side: a single issue (module-like) and a bulk request file.
+bench-backends: venv collection-link
+	$(BIN)/python bench/backends/run.py
 
 # Before/after (bench/compare.py): bulk and nightly --quick at small sizes on BASE and on HEAD, alternating, in one
 # session; both are checked out as temporary git worktrees, removed afterwards.

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: certfleet.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -52,8 +51,8 @@ def _issue(where: dict, identity: str) -> float:
 
 def _bulk(where: dict, folder: pathlib.Path, prefix: str, count: int) -> float:
     src = folder / ('%s.tsv' % prefix)
-    lines = ['action\tidentity\tCN\tkey_type'] + ['issue\t%s%d\t%s %d\tec-p256' % (prefix, n, prefix, n)
-                                                   for n in range(count)]
+    rows = ['issue\t%s%d\t%s %d\tec-p256' % (prefix, n, prefix, n) for n in range(count)]
+    lines = ['action\tidentity\tCN\tkey_type'] + rows
     src.write_text('\n'.join(lines) + '\n')
     started = time.perf_counter()
     with ManagedCA(where.get('ca_path'), PASSPHRASE, store_url=where.get('store_url')) as ca:

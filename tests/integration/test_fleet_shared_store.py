@@ -87,8 +87,8 @@ def test_issue_renew_and_revoke_with_the_ca_in_postgresql(shared_fleet):
     assert sorted(issued) == ['alice', 'bob']
     assert _nss_serials(_profile(fleet, 'h1')) == {issued['alice']}
     assert _nss_serials(_profile(fleet, 'h2')) == {issued['bob']}
-    assert sorted(fleet['rows']('SELECT identity, host FROM certfleet.deployments')) == [('alice', 'h1'),
-                                                                                        ('bob', 'h2')]
+    deployed = sorted(fleet['rows']('SELECT identity, host FROM certfleet.deployments'))
+    assert deployed == [('alice', 'h1'), ('bob', 'h2')]
 
     run = fleet['play']('renew', {'certfleet_force_identities': 'alice'})
     assert run.returncode == 0, run.explain()
