@@ -225,7 +225,7 @@ def per_identity_cases(cas: dict, sizes: dict, reps: int) -> dict:
             wanted = ca.build_wanted(identity='new-%d' % rep, subject={'CN': 'New %d' % rep}, key_type='ec-p256')
             times['issue'][size].append(timed(ca.ensure_certificate, wanted))
             who = identity_of(valid[size][(rep * 37) % len(valid[size])])
-            times['query'][size].append(min(timed(ca.query, identity=who) for _ in range(5)))
+            times['query'][size].append(min(timed(ca.query, identity=who) for _attempt in range(5)))
             if rep < max(3, reps // 3):
                 times['plan'][size].append(timed(ca.plan, requests[size]))
             victim = valid[size][-1 - rep]
@@ -269,7 +269,7 @@ def crl_cases(cas: dict, reps: int, valid_in_crl_store: list) -> dict:
             times[name].append(timed(action, *arguments))
         for name, ca in (('unchanged_crl', crl), ('unchanged_small', small)) if rep % 2 else (
                 ('unchanged_small', small), ('unchanged_crl', crl)):
-            times[name].append(min(timed(ca.publish_crl) for _ in range(5)))
+            times[name].append(min(timed(ca.publish_crl) for _attempt in range(5)))
     result = {name: median_ms(values) for name, values in times.items()}
     result['entries'] = len(entries)
     return result
@@ -354,7 +354,7 @@ def markdown(report: dict) -> str:
 
 def main() -> int:
     global REAL  # pylint: disable=global-statement
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--large', type=int, default=1000000)
     parser.add_argument('--small', type=int, default=1000)
     parser.add_argument('--crl-entries', type=int, default=100000)
