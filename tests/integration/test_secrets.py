@@ -257,6 +257,12 @@ def test_no_secret_in_any_output(ansible, work_dir, tmp_path):
     ca_key = serialization.load_pem_private_key(ca_key_pem, passwords['ca_passphrase'].encode())
     for number, line in enumerate(_pem_body_lines(_private_key_pem(ca_key))):
         forbidden['CA key line %d' % number] = line
+    # A PKCS#8 EC key carries its public key too, and a 64-character line of it can coincide with a line of the
+    # certificate's base64 (the same public key bytes at the same alignment): such a line is public, not a leak.
+    public = {line for (pem,) in sqlite_rows(ca_dir / 'state.db', 'SELECT pem FROM certificates')
+              for line in _pem_body_lines(pem.encode('ascii'))}
+    public.update(_pem_body_lines((ca_dir / 'ca.pem').read_bytes()))
+    forbidden = {name: value for name, value in forbidden.items() if 'key line' not in name or value not in public}
     assert len(forbidden) > 100
 
     audit = '\n'.join(repr(row) for row in sqlite_rows(ca_dir / 'state.db', 'SELECT * FROM audit'))
