@@ -52,16 +52,13 @@ class StoreHome:
     def __init__(self, store_url: str):
         self.store_url = store_url
         self._store = None
-        self._location = None
         self._identity = None  # the CA's certificate, chain and key, read once (they never change)
 
     # -- naming -----------------------------------------------------------------------------------------------
     @property
     def path(self) -> str:
-        """The store's password-free name, for messages and results."""
-        if self._location is None:
-            self._location = self.store.location
-        return self._location
+        """The store's password-free name, for messages and results (named without connecting)."""
+        return store_name(self.store_url)
 
     def file(self, name: str) -> str:
         return '%s in %s' % (name, self.path)
@@ -76,7 +73,6 @@ class StoreHome:
     def attach(self, store) -> None:
         """Keep the CA's objects in ``store`` (a store being created) from now on."""
         self._store = store
-        self._location = store.location
         self._identity = None
 
     def close(self) -> None:
@@ -97,7 +93,7 @@ class StoreHome:
     def require_initialised(self) -> None:
         if not self.is_initialised():
             raise CAError('the store %s holds no certfleet CA; create it with certfleet.pki.ca and ca_store, or '
-                          'move an embedded CA there with certfleet.pki.ca_migrate' % store_name(self.store_url),
+                          'move an embedded CA there with certfleet.pki.ca_migrate' % self.path,
                           'ca_store', code='ca_missing')
 
     def check_parent(self) -> None:
