@@ -114,9 +114,9 @@ class StoreHome:
 
     # -- objects ----------------------------------------------------------------------------------------------
     def read(self, name: str) -> bytes | None:
-        if name in CA_IDENTITY and self._identity is None:  # one round trip for the objects every run reads
-            with self.store.read():
-                self._identity = {key: self.store.get_meta(OBJECT_PREFIX + key) for key in CA_IDENTITY}
+        if name in CA_IDENTITY and self._identity is None:  # one statement for the objects every run reads
+            values = self.store.get_meta_many([OBJECT_PREFIX + key for key in CA_IDENTITY])
+            self._identity = {key: values[OBJECT_PREFIX + key] for key in CA_IDENTITY}
         if name in CA_IDENTITY:
             value = self._identity[name]
         else:

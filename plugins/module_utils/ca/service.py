@@ -131,17 +131,15 @@ class ManagedCA:
                       key_retention=retention, email=email, renew=bool(renew))
 
     def decide(self, wanted: Wanted, now: datetime.datetime) -> tuple:
-        """(current record or None, Decision) from the store as it is now. Call inside a store transaction."""
-        current = self.store.current(wanted.identity)
-        history = current is None and self.store.identity_has_history(wanted.identity)
+        """(current record or None, Decision) from the store as it is now (one consistent read)."""
+        current, history = self.store.current_with_history(wanted.identity)
         return current, decide(current, wanted, now, history)
 
     def ensure_certificate(self, wanted: Wanted, check_mode: bool = False) -> dict:
         """Issue or renew when ``decide`` says so; otherwise report the current certificate."""
         now = self.clock()
         self.authority.require_valid(now)
-        with self.store.read():
-            current, decision = self.decide(wanted, now)
+        current, decision = self.decide(wanted, now)  # one consistent read: no transaction needed
         if decision.action == 'none':
             return self._ensure_result(current, decision, None, changed=False)
         if check_mode:

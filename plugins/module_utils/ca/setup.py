@@ -55,11 +55,10 @@ def open_ca_store(directory, ca: CertificateAuthority, meta: dict | None = None)
     """
     store = directory.store if directory.store_url else open_store(ca_path=directory.path)
     try:
-        with store.read():
-            owner = store.get_meta('ca_fingerprint_sha256')
-            moved_to = store.get_meta(MOVED_TO)
-            for key in meta or {}:
-                meta[key] = store.get_meta(key)
+        values = store.get_meta_many(['ca_fingerprint_sha256', MOVED_TO] + list(meta or {}))
+        owner, moved_to = values['ca_fingerprint_sha256'], values[MOVED_TO]
+        for key in meta or {}:
+            meta[key] = values[key]
     except StoreError:
         store.close()
         raise

@@ -144,6 +144,12 @@ class CertificateStore(abc.ABC):
     @abc.abstractmethod
     def get_meta(self, key: str, default=None): ...
 
+    def get_meta_many(self, keys) -> dict:
+        """Several meta values as one consistent read, each key mapped to its value or None. Callable outside a
+        transaction (an engine answers it with one statement)."""
+        with self.read():
+            return {key: self.get_meta(key) for key in keys}
+
     @abc.abstractmethod
     def set_meta(self, key: str, value) -> None: ...
 
@@ -165,6 +171,13 @@ class CertificateStore(abc.ABC):
 
     @abc.abstractmethod
     def identity_has_history(self, identity: str) -> bool: ...
+
+    def current_with_history(self, identity: str) -> tuple:
+        """(current record or None, whether the identity ever had a certificate) as one consistent read; callable
+        outside a transaction (an engine answers it with one statement)."""
+        with self.read():
+            current = self.current(identity)
+            return current, current is not None or self.identity_has_history(identity)
 
     @abc.abstractmethod
     def supersede(self, old_serial: str, new_serial: str) -> None: ...

@@ -175,6 +175,14 @@ SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s),
        ARRAY(SELECT tablename::text FROM pg_tables WHERE schemaname = %(schema)s)
 """
 
+# A module run's opening in one round trip when the state is there: the session's settings, the schema version and
+# the tables. It fails (no schema, no table) on any other state, which then takes the path above.
+_FAST_OPENING_QUERY = """
+SELECT set_config('search_path', %(schema)s, false), set_config('lock_timeout', %(lock_timeout)s, false),
+       (SELECT max(version) FROM {schema}.schema_migrations),
+       ARRAY(SELECT relname::text FROM pg_class WHERE relnamespace = %(schema)s::regnamespace AND relkind = 'r')
+"""
+
 _VERSIONS_TABLE = """
 CREATE TABLE schema_migrations (
     version INTEGER PRIMARY KEY,
@@ -271,6 +279,8 @@ class PostgreSQLStore(CertificateStore):
                 self._refuse_existing_state()
                 self._exec('DROP SCHEMA IF EXISTS %s CASCADE' % STAGING_SCHEMA)
                 self._exec('CREATE SCHEMA %s' % STAGING_SCHEMA)
+            elif self._opened_current():
+                return
             elif not self._state_is_current():
                 raise StoreError('the PostgreSQL store %s does not exist (no %s schema in the database); create the '
                                  'CA there first' % (self._location, STATE_SCHEMA), 'ca_store', code='store_missing')
@@ -333,6 +343,21 @@ class PostgreSQLStore(CertificateStore):
         return self._exec('SELECT 1 FROM pg_namespace WHERE nspname = %s', (name,)).fetchone() is not None
 
     # -- opening, creating ------------------------------------------------------------------------------------
+    def _opened_current(self) -> bool:
+        """Open a state at this version with every table in one round trip; False (nothing set) otherwise."""
+        try:
+            row = self._conn.execute(_FAST_OPENING_QUERY.format(schema=STATE_SCHEMA),
+                                     {'schema': STATE_SCHEMA, 'lock_timeout': '%ds' % int(self.lock_timeout)}).fetchone()
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+            return False  # no state, or an older one: the full path names and migrates it
+        except psycopg.Error as exc:
+            raise self._translate(exc) from None
+        if row[2] != SCHEMA_VERSION or not REQUIRED_TABLES <= set(row[3] or ()):
+            self._exec('RESET search_path; RESET lock_timeout')
+            return False
+        self._current = True
+        return True
+
     def _state_is_current(self) -> bool:
         """Whether the state schema exists; also notes (``_current``) whether it is at this version with every
         table, so that a module run opens the store in one round trip instead of four."""
@@ -425,7 +450,11 @@ class PostgreSQLStore(CertificateStore):
     # -- transactions -----------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _transaction(self, begin: str):
-        self._exec(begin)
+        try:
+            self._exec(begin)
+        except BaseException:
+            self._rollback_quietly()  # ``begin`` may hold a second statement that failed after BEGIN
+            raise
         self._in_transaction = True
         try:
             yield self
@@ -457,9 +486,9 @@ class PostgreSQLStore(CertificateStore):
     def write(self):
         if self._in_transaction:
             raise StoreError('nested write transaction')
-        with self._transaction('BEGIN ISOLATION LEVEL READ COMMITTED'):
-            # One writer at a time; readers are not blocked (EXCLUSIVE conflicts with writes, not with SELECT).
-            self._exec('LOCK TABLE meta IN EXCLUSIVE MODE')
+        # One writer at a time; readers are not blocked (EXCLUSIVE conflicts with writes, not with SELECT). Both
+        # statements in one round trip (a statement without parameters may hold several).
+        with self._transaction('BEGIN ISOLATION LEVEL READ COMMITTED; LOCK TABLE meta IN EXCLUSIVE MODE'):
             yield self
 
     @contextlib.contextmanager
@@ -481,6 +510,13 @@ class PostgreSQLStore(CertificateStore):
     def get_meta(self, key: str, default=None):
         row = self._exec('SELECT value FROM meta WHERE key = %s', (key,)).fetchone()
         return json.loads(row[0]) if row else default
+
+    def get_meta_many(self, keys) -> dict:
+        values = dict.fromkeys(keys)
+        if values:
+            rows = self._exec('SELECT key, value FROM meta WHERE key = ANY(%s)', (list(values),))
+            values.update((key, json.loads(value)) for key, value in rows)
+        return values
 
     def set_meta(self, key: str, value) -> None:
         self._exec('INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = '
@@ -523,18 +559,26 @@ class PostgreSQLStore(CertificateStore):
     def identity_has_history(self, identity: str) -> bool:
         return self._exec('SELECT 1 FROM certificates WHERE identity = %s LIMIT 1', (identity,)).fetchone() is not None
 
+    def current_with_history(self, identity: str) -> tuple:
+        row = self._exec('SELECT %s FROM certificates WHERE identity = %%s ORDER BY is_current DESC LIMIT 1'
+                         % _COLUMNS, (identity,)).fetchone()
+        record = _record(row) if row else None
+        return (record if record is not None and record.is_current else None), row is not None
+
     def insert(self, record: CertificateRecord, wrapped_key: bytes | None = None) -> None:
+        held = ''
+        key_params: tuple = ()
+        if wrapped_key is not None:  # both rows in one statement
+            held = ('WITH held AS (INSERT INTO held_keys (serial, wrapped, retain_until) VALUES (%s, %s, %s)) ')
+            key_params = (record.serial, wrapped_key, to_iso(record.key_retain_until))
         self._exec(
-            'INSERT INTO certificates (%s) VALUES (%s)' % (_COLUMNS, ', '.join(['%s'] * 24)),
-            (record.serial, record.identity, record.subject_text, json.dumps(record.subject, sort_keys=True),
+            held + 'INSERT INTO certificates (%s) VALUES (%s)' % (_COLUMNS, ', '.join(['%s'] * 24)),
+            key_params + (record.serial, record.identity, record.subject_text, json.dumps(record.subject, sort_keys=True),
              json.dumps(record.sans), record.profile, record.key_type, record.key_status, record.public_key_sha256,
              to_iso(record.not_before), to_iso(record.not_after), record.fingerprint_sha256, record.fingerprint_sha1,
              record.pem, to_iso(record.issued_at), record.status, bool(record.is_current),
              bool(record.pending_revocation), to_iso(record.revoked_at), record.revocation_reason, record.renews,
              record.renewed_by, to_iso(record.key_retain_until), to_iso(record.key_purged_at)))
-        if wrapped_key is not None:
-            self._exec('INSERT INTO held_keys (serial, wrapped, retain_until) VALUES (%s, %s, %s)',
-                       (record.serial, wrapped_key, to_iso(record.key_retain_until)))
 
     def supersede(self, old_serial: str, new_serial: str) -> None:
         self._exec('UPDATE certificates SET is_current = FALSE, pending_revocation = TRUE WHERE serial = %s',

@@ -454,6 +454,14 @@ class SQLiteStore(CertificateStore):
         row = self._exec('SELECT value FROM meta WHERE key = ?', (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
+    def get_meta_many(self, keys) -> dict:
+        keys = list(keys)
+        values = dict.fromkeys(keys)
+        if keys:
+            rows = self._exec('SELECT key, value FROM meta WHERE key IN (%s)' % ','.join('?' * len(keys)), keys)
+            values.update((key, json.loads(value)) for key, value in rows)
+        return values
+
     def set_meta(self, key: str, value) -> None:
         self._exec('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value',
                    (key, json.dumps(value, sort_keys=True)))
@@ -497,6 +505,12 @@ class SQLiteStore(CertificateStore):
 
     def identity_has_history(self, identity: str) -> bool:
         return self._exec('SELECT 1 FROM certificates WHERE identity = ? LIMIT 1', (identity,)).fetchone() is not None
+
+    def current_with_history(self, identity: str) -> tuple:
+        row = self._exec('SELECT %s FROM certificates WHERE identity = ? ORDER BY is_current DESC LIMIT 1' % _COLUMNS,
+                         (identity,)).fetchone()
+        record = _record(row) if row else None
+        return (record if record is not None and record.is_current else None), row is not None
 
     def insert(self, record: CertificateRecord, wrapped_key: bytes | None = None) -> None:
         self._exec(

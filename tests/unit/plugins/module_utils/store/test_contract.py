@@ -200,6 +200,32 @@ def test_meta_values_round_trip(store):
         assert store.get_meta('number') == 8
 
 
+def test_several_meta_values_in_one_read(store):
+    with store.write():
+        store.set_meta('config', {'crl_url': 'http://x/crl'})
+        store.set_meta('number', 3)
+    # outside a transaction (one consistent read on its own) and inside one, missing keys as None
+    assert store.get_meta_many(['number', 'config', 'absent']) == {'number': 3, 'config': {'crl_url': 'http://x/crl'},
+                                                                   'absent': None}
+    with store.read():
+        assert store.get_meta_many(['number']) == {'number': 3}
+    assert store.get_meta_many([]) == {}
+
+
+def test_current_with_history(store):
+    assert store.current_with_history('alice') == (None, False)
+    first = insert(store, record('A1'))
+    assert store.current_with_history('alice') == (first, True)
+    renew(store, first, record('A2'))
+    with store.read():
+        assert store.current_with_history('alice') == (store.get('A2'), True)
+    with store.write():
+        store.revoke('A2', NOW, 'superseded')
+        store.revoke('A1', NOW, 'superseded')
+    assert store.current_with_history('alice') == (None, True)
+    assert store.current_with_history('bob') == (None, False)
+
+
 def test_records_round_trip_and_are_found(store):
     alice = insert(store, record('A1', key_status=KEY_HELD, key_retain_until=NOW + datetime.timedelta(days=3)),
                    b'wrapped-alice')
