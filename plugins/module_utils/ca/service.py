@@ -30,21 +30,15 @@ from ansible_collections.certfleet.pki.plugins.module_utils.ca.lifecycle import 
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.policy import Policy
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.profiles import DEFAULT_PROFILE, validate_profile
-from ansible_collections.certfleet.pki.plugins.module_utils.ca.setup import open_ca_store
-from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError, StoreError
+from ansible_collections.certfleet.pki.plugins.module_utils.ca.setup import ca_store_meta_keys, open_ca_store
+from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import (
     parse_positive_days, parse_renew_window, to_iso, utcnow,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.store.base import CertificateRecord
-from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import format_serial
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.names import (
     name_to_subject, normalize_sans, normalize_subject, subject_display,
 )
-
-try:
-    from cryptography import x509
-except ImportError:
-    pass
 
 
 class ManagedCA:
@@ -52,13 +46,13 @@ class ManagedCA:
 
     def __init__(self, ca_path: str | None = None, ca_passphrase=None, clock=utcnow, unlock: bool = True, *,
                  store_url: str | None = None):
-        self.directory = open_home(ca_path, store_url)
+        meta = {'config': None, 'key_wrap_salt': None}
+        self.directory = open_home(ca_path, store_url, prefetch_meta=ca_store_meta_keys(meta))
         self.clock = clock
         try:
             self.authority = CertificateAuthority.load(self.directory)
             if unlock:
                 self.authority.unlock(ca_passphrase)
-            meta = {'config': None, 'key_wrap_salt': None}
             self.store = open_ca_store(self.directory, self.authority, meta)
             config = meta['config'] or {}
             self._salt = meta['key_wrap_salt']
@@ -161,14 +155,10 @@ class ManagedCA:
         return self._ensure_result(record, decision, current, changed=True)
 
     def _sign(self, wanted: Wanted, public_key, key_held: bool, now, current) -> CertificateRecord:
-        for _attempt in range(5):
-            serial = x509.random_serial_number()
-            if not self.store.serial_exists(format_serial(serial)):
-                break
-        else:  # pragma: no cover - 2**-159
-            raise StoreError('could not draw an unused serial number')
+        # The signer draws 159 random bits, as on the bulk path: the store's unique serial refuses a collision
+        # (2**-159 a draw) and the transaction rolls back whole, so no round trip is spent asking first.
         return self.signer().sign(wanted, public_key, now, renews=current.serial if current else None,
-                                  key_held=key_held, serial=serial)[1]
+                                  key_held=key_held)[1]
 
     def _ensure_result(self, record, decision: Decision, previous, changed) -> dict:
         result = self.certificate_result(record)

@@ -48,6 +48,11 @@ def store_config(store) -> dict:
     return store.get_meta('config', {}) or {}
 
 
+def ca_store_meta_keys(meta=None) -> list:
+    """The meta keys ``open_ca_store`` reads (for a shared store to read them while opening)."""
+    return ['ca_fingerprint_sha256', MOVED_TO] + list(meta or ())
+
+
 def open_ca_store(directory, ca: CertificateAuthority, meta: dict | None = None) -> CertificateStore:
     """The CA's store, refused when it records another CA's fingerprint. ``directory`` is the CA's home.
 
@@ -55,7 +60,7 @@ def open_ca_store(directory, ca: CertificateAuthority, meta: dict | None = None)
     """
     store = directory.store if directory.store_url else open_store(ca_path=directory.path)
     try:
-        values = store.get_meta_many(['ca_fingerprint_sha256', MOVED_TO] + list(meta or {}))
+        values = store.get_meta_many(ca_store_meta_keys(meta))
         owner, moved_to = values['ca_fingerprint_sha256'], values[MOVED_TO]
         for key in meta or {}:
             meta[key] = values[key]

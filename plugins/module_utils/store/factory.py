@@ -47,14 +47,18 @@ def _shared_store(store_url: str):
     return SHARED_STORES[scheme]
 
 
-def open_store(ca_path: str | None = None, store_url: str | None = None, create: bool = False) -> CertificateStore:
+def open_store(ca_path: str | None = None, store_url: str | None = None, create: bool = False,
+               prefetch_meta=()) -> CertificateStore:
     """Open the CA's store, migrated to the newest schema.
+
+    ``prefetch_meta``: meta keys a shared store may read while opening (same round trip); the first
+    ``get_meta_many`` asking for some of them is answered from that read.
 
     ``create=True`` starts a new, empty store that is not the CA's state until ``activate()`` (``discard()``
     abandons it); for the embedded store, whatever an unfinished creation left in ``ca_path`` is removed.
     """
     if store_url:
-        return _shared_store(store_url)['open'](store_url, create)
+        return _shared_store(store_url)['open'](store_url, create, prefetch_meta)
     path = _embedded_path(ca_path)
     return SQLiteStore.create_new(path) if create else SQLiteStore(path)
 

@@ -41,6 +41,9 @@ from ansible_collections.certfleet.pki.plugins.module_utils.store.base import (
     CertificateRecord, CertificateStore, KEY_HELD, KEY_PURGED, RevokedEntry,
 )
 
+# Several statements in one round trip (libpq 14 and later; psycopg[binary] brings its own).
+_PIPELINE = psycopg is not None and psycopg.Pipeline.is_supported()
+
 STATE_SCHEMA = 'certfleet'
 STAGING_SCHEMA = 'certfleet_new'
 LOCK_TIMEOUT_SECONDS = 120
@@ -175,12 +178,14 @@ SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s),
        ARRAY(SELECT tablename::text FROM pg_tables WHERE schemaname = %(schema)s)
 """
 
-# A module run's opening in one round trip when the state is there: the session's settings, the schema version and
-# the tables. It fails (no schema, no table) on any other state, which then takes the path above.
+# A module run's opening in one round trip when the state is there: the session's settings, the schema version,
+# the required tables that are missing, and the meta values the caller will read first (key, JSON text pairs). It
+# fails (no schema, no table) on any other state, which then takes the path above.
 _FAST_OPENING_QUERY = """
 SELECT set_config('search_path', %(schema)s, false), set_config('lock_timeout', %(lock_timeout)s, false),
        (SELECT max(version) FROM {schema}.schema_migrations),
-       ARRAY(SELECT relname::text FROM pg_class WHERE relnamespace = %(schema)s::regnamespace AND relkind = 'r')
+       ARRAY(SELECT name FROM unnest(%(tables)s::text[]) AS name WHERE to_regclass(%(schema)s || '.' || name) IS NULL),
+       ARRAY(SELECT ARRAY[key, value] FROM {schema}.meta WHERE key = ANY(%(keys)s::text[]))
 """
 
 _VERSIONS_TABLE = """
@@ -255,7 +260,8 @@ class _Rows:
 class PostgreSQLStore(CertificateStore):
     """The ``certfleet`` schema of one PostgreSQL database (``certfleet_new`` while being created)."""
 
-    def __init__(self, store_url: str, create: bool = False, lock_timeout: float = LOCK_TIMEOUT_SECONDS):
+    def __init__(self, store_url: str, create: bool = False, lock_timeout: float = LOCK_TIMEOUT_SECONDS,
+                 prefetch_meta=()):
         settings = connection_settings(store_url)
         self._location = safe_location(settings)
         self._password = settings.get('password')
@@ -265,6 +271,8 @@ class PostgreSQLStore(CertificateStore):
         self._in_transaction = False
         self._conn = None
         self._current = None
+        self._prefetched = {}  # meta values read while opening, for the first get_meta_many that asks for them
+        self._deferred = []  # writes whose answer nobody reads: sent with the next statement or the COMMIT
         settings.setdefault('connect_timeout', str(CONNECT_TIMEOUT_SECONDS))
         settings.setdefault('application_name', 'certfleet.pki')
         try:
@@ -279,7 +287,7 @@ class PostgreSQLStore(CertificateStore):
                 self._refuse_existing_state()
                 self._exec('DROP SCHEMA IF EXISTS %s CASCADE' % STAGING_SCHEMA)
                 self._exec('CREATE SCHEMA %s' % STAGING_SCHEMA)
-            elif self._opened_current():
+            elif self._opened_current(prefetch_meta):
                 return
             elif not self._state_is_current():
                 raise StoreError('the PostgreSQL store %s does not exist (no %s schema in the database); create the '
@@ -328,12 +336,34 @@ class PostgreSQLStore(CertificateStore):
         if self._conn is None:
             raise StoreError('the PostgreSQL store %s is closed' % self._location)
         try:
+            if self._deferred:
+                return _Rows(self._pipelined([(sql, params)]))
             return _Rows(self._conn.execute(sql, params))
         except psycopg.Error as exc:
             raise self._translate(exc) from None
 
+    def _write(self, sql: str, params) -> None:
+        """A write inside a transaction whose result nobody reads: it travels with the next statement (one round
+        trip for several). Its error, if any, is raised there, inside the same transaction, which then rolls
+        back whole."""
+        if self._in_transaction and _PIPELINE:
+            self._deferred.append((sql, params))
+        else:
+            self._exec(sql, params)
+
+    def _pipelined(self, statements: list):
+        """The deferred writes and ``statements`` in one round trip; the last statement's cursor."""
+        pending, self._deferred = self._deferred, []
+        cursor = None
+        with self._conn.pipeline():
+            for sql, params in pending + statements:
+                cursor = self._conn.execute(sql, params)
+        return cursor
+
     def _exec_many(self, sql: str, rows: list) -> None:
         try:
+            if self._deferred:
+                self._pipelined([])
             with self._conn.cursor() as cursor:
                 cursor.executemany(sql, rows)
         except psycopg.Error as exc:
@@ -343,19 +373,24 @@ class PostgreSQLStore(CertificateStore):
         return self._exec('SELECT 1 FROM pg_namespace WHERE nspname = %s', (name,)).fetchone() is not None
 
     # -- opening, creating ------------------------------------------------------------------------------------
-    def _opened_current(self) -> bool:
-        """Open a state at this version with every table in one round trip; False (nothing set) otherwise."""
+    def _opened_current(self, prefetch_meta) -> bool:
+        """Open a state at this version with every table in one round trip, reading ``prefetch_meta`` along;
+        False (nothing set) otherwise."""
+        keys = list(prefetch_meta)
         try:
             row = self._conn.execute(_FAST_OPENING_QUERY.format(schema=STATE_SCHEMA),
-                                     {'schema': STATE_SCHEMA, 'lock_timeout': '%ds' % int(self.lock_timeout)}).fetchone()
+                                     {'schema': STATE_SCHEMA, 'lock_timeout': '%ds' % int(self.lock_timeout),
+                                      'tables': sorted(REQUIRED_TABLES), 'keys': keys}).fetchone()
         except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
             return False  # no state, or an older one: the full path names and migrates it
         except psycopg.Error as exc:
             raise self._translate(exc) from None
-        if row[2] != SCHEMA_VERSION or not REQUIRED_TABLES <= set(row[3] or ()):
+        if row[2] != SCHEMA_VERSION or row[3]:
             self._exec('RESET search_path; RESET lock_timeout')
             return False
         self._current = True
+        self._prefetched = dict.fromkeys(keys)
+        self._prefetched.update((key, json.loads(value)) for key, value in row[4])
         return True
 
     def _state_is_current(self) -> bool:
@@ -449,12 +484,17 @@ class PostgreSQLStore(CertificateStore):
 
     # -- transactions -----------------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _transaction(self, begin: str):
-        try:
-            self._exec(begin)
-        except BaseException:
-            self._rollback_quietly()  # ``begin`` may hold a second statement that failed after BEGIN
-            raise
+    def _transaction(self, *begin: str):
+        """``begin``: the statements that open the transaction. They travel with its first statement (one round
+        trip less); an error in them is raised there, and the transaction rolls back."""
+        if _PIPELINE:
+            self._deferred = [(statement, None) for statement in begin]
+        else:
+            try:
+                self._exec('; '.join(begin))  # a statement without parameters may hold several
+            except BaseException:
+                self._rollback_quietly()  # the second statement may have failed after BEGIN
+                raise
         self._in_transaction = True
         try:
             yield self
@@ -476,6 +516,7 @@ class PostgreSQLStore(CertificateStore):
                              'operation' % self._location, 'ca_store', code='store_unreachable') from None
 
     def _rollback_quietly(self) -> None:
+        self._deferred = []
         conn = self._conn
         if conn is None or conn.closed:
             return
@@ -486,9 +527,9 @@ class PostgreSQLStore(CertificateStore):
     def write(self):
         if self._in_transaction:
             raise StoreError('nested write transaction')
-        # One writer at a time; readers are not blocked (EXCLUSIVE conflicts with writes, not with SELECT). Both
-        # statements in one round trip (a statement without parameters may hold several).
-        with self._transaction('BEGIN ISOLATION LEVEL READ COMMITTED; LOCK TABLE meta IN EXCLUSIVE MODE'):
+        self._prefetched = {}
+        # One writer at a time; readers are not blocked (EXCLUSIVE conflicts with writes, not with SELECT).
+        with self._transaction('BEGIN ISOLATION LEVEL READ COMMITTED', 'LOCK TABLE meta IN EXCLUSIVE MODE'):
             yield self
 
     @contextlib.contextmanager
@@ -513,14 +554,17 @@ class PostgreSQLStore(CertificateStore):
 
     def get_meta_many(self, keys) -> dict:
         values = dict.fromkeys(keys)
+        if values and not self._in_transaction and set(values) <= set(self._prefetched):
+            # read while opening, and nothing written since by this session: served once
+            return {key: self._prefetched.pop(key) for key in values}
         if values:
             rows = self._exec('SELECT key, value FROM meta WHERE key = ANY(%s)', (list(values),))
             values.update((key, json.loads(value)) for key, value in rows)
         return values
 
     def set_meta(self, key: str, value) -> None:
-        self._exec('INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = '
-                   'excluded.value', (key, json.dumps(value, sort_keys=True)))
+        self._write('INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = '
+                    'excluded.value', (key, json.dumps(value, sort_keys=True)))
 
     # -- certificates -----------------------------------------------------------------------------------------
     def current(self, identity: str) -> CertificateRecord | None:
@@ -566,26 +610,24 @@ class PostgreSQLStore(CertificateStore):
         return (record if record is not None and record.is_current else None), row is not None
 
     def insert(self, record: CertificateRecord, wrapped_key: bytes | None = None) -> None:
-        held = ''
-        key_params: tuple = ()
-        if wrapped_key is not None:  # both rows in one statement
-            held = ('WITH held AS (INSERT INTO held_keys (serial, wrapped, retain_until) VALUES (%s, %s, %s)) ')
-            key_params = (record.serial, wrapped_key, to_iso(record.key_retain_until))
-        self._exec(
-            held + 'INSERT INTO certificates (%s) VALUES (%s)' % (_COLUMNS, ', '.join(['%s'] * 24)),
-            key_params + (record.serial, record.identity, record.subject_text, json.dumps(record.subject, sort_keys=True),
+        self._write(
+            'INSERT INTO certificates (%s) VALUES (%s)' % (_COLUMNS, ', '.join(['%s'] * 24)),
+            (record.serial, record.identity, record.subject_text, json.dumps(record.subject, sort_keys=True),
              json.dumps(record.sans), record.profile, record.key_type, record.key_status, record.public_key_sha256,
              to_iso(record.not_before), to_iso(record.not_after), record.fingerprint_sha256, record.fingerprint_sha1,
              record.pem, to_iso(record.issued_at), record.status, bool(record.is_current),
              bool(record.pending_revocation), to_iso(record.revoked_at), record.revocation_reason, record.renews,
              record.renewed_by, to_iso(record.key_retain_until), to_iso(record.key_purged_at)))
+        if wrapped_key is not None:
+            self._write('INSERT INTO held_keys (serial, wrapped, retain_until) VALUES (%s, %s, %s)',
+                        (record.serial, wrapped_key, to_iso(record.key_retain_until)))
 
     def supersede(self, old_serial: str, new_serial: str) -> None:
-        self._exec('UPDATE certificates SET is_current = FALSE, pending_revocation = TRUE WHERE serial = %s',
-                   (old_serial,))
+        self._write('UPDATE certificates SET is_current = FALSE, pending_revocation = TRUE WHERE serial = %s',
+                    (old_serial,))
 
     def link_renewal(self, old_serial: str, new_serial: str) -> None:
-        self._exec('UPDATE certificates SET renewed_by = %s WHERE serial = %s', (new_serial, old_serial))
+        self._write('UPDATE certificates SET renewed_by = %s WHERE serial = %s', (new_serial, old_serial))
 
     def revoke(self, serial: str, at, reason: str) -> None:
         rows = self._exec("UPDATE certificates SET status = 'revoked', revoked_at = %s, revocation_reason = %s, "
@@ -683,9 +725,9 @@ class PostgreSQLStore(CertificateStore):
     # -- audit ------------------------------------------------------------------------------------------------
     def append_audit(self, at, action: str, identity: str | None, serials: list, outcome: str,
                      detail: dict | None = None) -> None:
-        self._exec('INSERT INTO audit (at, action, identity, serials, outcome, detail) VALUES (%s, %s, %s, %s, %s, %s)',
-                   (to_iso(at), action, identity, json.dumps(list(serials)), outcome,
-                    json.dumps(detail or {}, sort_keys=True)))
+        self._write('INSERT INTO audit (at, action, identity, serials, outcome, detail) VALUES (%s, %s, %s, %s, %s, '
+                    '%s)', (to_iso(at), action, identity, json.dumps(list(serials)), outcome,
+                            json.dumps(detail or {}, sort_keys=True)))
 
     def audit_entries(self, identity: str | None = None, limit: int | None = None) -> list:
         sql = 'SELECT id, at, action, identity, serials, outcome, detail FROM audit'
@@ -728,8 +770,8 @@ def _known(table: str) -> str:
 
 # -- the factory's entry points ----------------------------------------------------------------------------------
 
-def open_postgresql(store_url: str, create: bool = False) -> PostgreSQLStore:
-    return PostgreSQLStore(store_url, create=create)
+def open_postgresql(store_url: str, create: bool = False, prefetch_meta=()) -> PostgreSQLStore:
+    return PostgreSQLStore(store_url, create=create, prefetch_meta=prefetch_meta)
 
 
 def postgresql_name(store_url: str) -> str:

@@ -144,6 +144,9 @@ def test_a_writer_waits_for_the_other_and_gives_up_with_a_clear_error(url, store
     try:
         with store.write():
             store.set_meta('holder', 'first')
+            # the lock is taken with the transaction's first statement that waits for an answer (writes alone
+            # travel with the COMMIT, lock included)
+            assert store.get_meta('holder') == 'first'
             with pytest.raises(StoreError, match='stayed locked for more than 1 seconds'):
                 with waiting.write():
                     waiting.set_meta('holder', 'second')
@@ -187,3 +190,39 @@ def test_times_compare_as_in_sqlite(store):
     with store.read():
         counts = store.counts(NOW)
     assert counts['valid'] == 1 and counts['expired'] == 1
+
+
+def test_meta_read_while_opening_answers_the_first_read_only(url, store):
+    with store.write():
+        store.set_meta('config', {'n': 1})
+    opened = factory.open_store(store_url=url, prefetch_meta=('config', 'absent'))
+    try:
+        with store.write():
+            store.set_meta('config', {'n': 2})  # after the opening: the first read is the opening's snapshot
+        assert opened.get_meta_many(['config', 'absent']) == {'config': {'n': 1}, 'absent': None}
+        assert opened.get_meta_many(['config']) == {'config': {'n': 2}}  # served once, then read afresh
+    finally:
+        opened.close()
+    opened = factory.open_store(store_url=url, prefetch_meta=('config',))
+    try:
+        with opened.write():  # a write by this session drops what was read while opening
+            opened.set_meta('config', {'n': 3})
+        assert opened.get_meta_many(['config']) == {'config': {'n': 3}}
+    finally:
+        opened.close()
+
+
+def test_deferred_writes_keep_their_order_and_fail_their_transaction(store):
+    with store.write():
+        store.set_meta('number', 1)
+        store.set_meta('number', 2)
+        assert store.get_meta('number') == 2  # a read sends what is deferred first, in order
+        store.append_audit(NOW, 'test', None, [], 'ok')
+    first = insert(store, record('A1'))
+    with pytest.raises(StoreError, match='(?i)unique'):
+        with store.write():
+            store.append_audit(NOW, 'test', None, [], 'second')
+            store.insert(record('A2', fingerprint_sha256=first.fingerprint_sha256))  # refused at COMMIT
+    with store.read():
+        assert [entry['outcome'] for entry in store.audit_entries()] == ['ok']
+        assert store.get('A2') is None and store.get_meta('number') == 2
