@@ -108,13 +108,14 @@ def real_rows(store, real: list, count: int, revoked, now) -> None:
 
 
 # The other rows, copied inside the engine from real row i % REAL: own identity, subject, e-mail, serial and
-# fingerprints; PEM, key, dates and profile of the real one. {revoked} is an SQL condition on i.
+# fingerprints (subject_json in the store's own form, {"CN": ["..."]}, so that a request for the same subject finds
+# no difference, as with a real row); PEM, key, dates and profile of the real one. {revoked} is an SQL condition on i.
 COPY_SQLITE = """
 WITH RECURSIVE n(i) AS (SELECT {first} UNION ALL SELECT i + 1 FROM n WHERE i + 1 < {count})
 INSERT INTO certificates (serial, identity, subject, subject_json, sans_json, profile, key_type, key_status,
     public_key_sha256, not_before, not_after, fingerprint_sha256, fingerprint_sha1, pem, issued_at, status, is_current,
     pending_revocation, revoked_at, revocation_reason)
-SELECT printf('7F%028X', i), printf('fill-%07d', i), 'CN=User ' || i, '{{"CN": "User ' || i || '"}}',
+SELECT printf('7F%028X', i), printf('fill-%07d', i), 'CN=User ' || i, '{{"CN": ["User ' || i || '"]}}',
     '["email:u' || i || '@example.org"]', c.profile, c.key_type, c.key_status, c.public_key_sha256, c.not_before,
     c.not_after, printf('%064X', i), printf('%040X', i), c.pem, c.issued_at,
     CASE WHEN {revoked} THEN 'revoked' ELSE 'valid' END, CASE WHEN {revoked} THEN 0 ELSE 1 END, 0,
@@ -127,7 +128,7 @@ INSERT INTO certfleet.certificates (serial, identity, subject, subject_json, san
     key_status, public_key_sha256, not_before, not_after, fingerprint_sha256, fingerprint_sha1, pem, issued_at, status,
     is_current, pending_revocation, revoked_at, revocation_reason)
 SELECT '7F' || upper(lpad(to_hex(i), 28, '0')), 'fill-' || lpad(i::text, 7, '0'), 'CN=User ' || i,
-    '{{"CN": "User ' || i || '"}}', '["email:u' || i || '@example.org"]', c.profile, c.key_type, c.key_status,
+    '{{"CN": ["User ' || i || '"]}}', '["email:u' || i || '@example.org"]', c.profile, c.key_type, c.key_status,
     c.public_key_sha256, c.not_before, c.not_after, upper(lpad(to_hex(i), 64, '0')), upper(lpad(to_hex(i), 40, '0')),
     c.pem, c.issued_at, CASE WHEN {revoked} THEN 'revoked' ELSE 'valid' END, NOT ({revoked}), FALSE,
     CASE WHEN {revoked} THEN c.issued_at END, CASE WHEN {revoked} THEN 'superseded' END
