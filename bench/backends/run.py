@@ -10,7 +10,9 @@ EC P-256 client keys); the PostgreSQL server is a throw-away cluster on a Unix s
 (tests/support/postgresql_server.py). A single issue opens the CA afresh (unlocking its key, as every module run
 does) and issues one new identity; the two backends alternate, one operation each, and medians are compared. A bulk
 run carries out a request file of new identities (``ca/bulk.BulkRequest``, every core); backends alternate per
-repetition. Results: bench/results/backends.json and .md.
+repetition. PostgreSQL is measured twice: connecting with ``trust`` on the socket (no authentication, the cheapest
+session) and as a role with a SCRAM-SHA-256 password (what a store reached over the network uses). Results:
+bench/results/backends.json and .md.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ sys.path.insert(0, str(ROOT / 'tests' / 'support'))
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.bulk import BulkRequest  # noqa: E402
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA  # noqa: E402
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.setup import ensure_ca  # noqa: E402
-from postgresql_server import PostgreSQLServer, why_unavailable  # noqa: E402  pylint: disable=import-error
+from postgresql_server import (  # noqa: E402  pylint: disable=import-error
+    PASSWORD, PASSWORD_ROLE, PostgreSQLServer, why_unavailable,
+)
 
 PASSPHRASE = 'bench-backends-passphrase'
 RESULTS = ROOT / 'bench' / 'results'
@@ -77,18 +81,21 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix='certfleet-bench-backends-') as tmp:
             folder = pathlib.Path(tmp)
             backends = {'sqlite': {'ca_path': str(folder / 'ca')},
-                        'postgresql': {'store_url': server.url(server.create_database())}}
+                        'postgresql': {'store_url': server.url(server.create_database())},
+                        'postgresql_scram': {'store_url': server.url(server.create_database(), PASSWORD_ROLE,
+                                                                     PASSWORD)}}
             for where in backends.values():
                 ensure_ca(ca_path=where.get('ca_path'), store_url=where.get('store_url'), ca_passphrase=PASSPHRASE,
                           subject={'CN': 'Bench Backends CA'})
             issue = {name: [] for name in backends}
+            names = sorted(backends)
             for n in range(options.issues):
-                for name in (sorted(backends) if n % 2 else sorted(backends, reverse=True)):
+                for name in names[n % len(names):] + names[:n % len(names)]:  # each goes first in turn
                     issue[name].append(_issue(backends[name], 'single%d' % n))
             bulk = {name: [] for name in backends}
             for rep in range(options.reps):
-                for name in (sorted(backends) if rep % 2 else sorted(backends, reverse=True)):
-                    bulk[name].append(_bulk(backends[name], folder, 'rep%d%s' % (rep, name[0]), options.bulk))
+                for name in names[rep % len(names):] + names[:rep % len(names)]:
+                    bulk[name].append(_bulk(backends[name], folder, 'rep%d%s' % (rep, name), options.bulk))
     finally:
         server.stop()
     report = _report(issue, bulk, options)
@@ -105,25 +112,32 @@ def _report(issue: dict, bulk: dict, options) -> dict:
     return {
         'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
         'machine': '%s, %d cores, Python %s' % (platform.platform(), os.cpu_count() or 0, platform.python_version()),
+        'load_average_at_end': os.getloadavg(),
         'issues': options.issues, 'bulk_identities': options.bulk, 'reps': options.reps,
         'median_seconds': medians,
         'ratio_postgresql_to_sqlite': {op: medians[op]['postgresql'] / medians[op]['sqlite'] for op in medians},
+        'ratio_postgresql_scram_to_sqlite': {op: medians[op]['postgresql_scram'] / medians[op]['sqlite']
+                                             for op in medians},
         'targets': {'issue': 1.5, 'bulk': 1.2},
     }
 
 
 def _markdown(report: dict) -> str:
-    rows = ['| operation | SQLite (median) | PostgreSQL (median) | PostgreSQL / SQLite | target |',
-            '|---|---:|---:|---:|---:|']
+    rows = ['| operation | SQLite (median) | PostgreSQL, trust (median) | ratio | PostgreSQL, SCRAM password (median) '
+            '| ratio | target |',
+            '|---|---:|---:|---:|---:|---:|---:|']
     labels = {'issue': 'single issue (module-like: open the CA, unlock, issue one)',
               'bulk': 'bulk request file, %d new identities' % report['bulk_identities']}
     for op, label in labels.items():
         median = report['median_seconds'][op]
-        rows.append('| %s | %.1f ms | %.1f ms | %.2fx | %.1fx |' % (
-            label, median['sqlite'] * 1000, median['postgresql'] * 1000,
-            report['ratio_postgresql_to_sqlite'][op], report['targets'][op]))
-    return ('PostgreSQL against SQLite, %s, %s (%d single issues per backend, alternating; %d bulk runs each)\n\n'
-            % (report['date'], report['machine'], report['issues'], report['reps']) + '\n'.join(rows) + '\n')
+        rows.append('| %s | %.1f ms | %.1f ms | %.2fx | %.1f ms | %.2fx | %.1fx |' % (
+            label, median['sqlite'] * 1000, median['postgresql'] * 1000, report['ratio_postgresql_to_sqlite'][op],
+            median['postgresql_scram'] * 1000, report['ratio_postgresql_scram_to_sqlite'][op],
+            report['targets'][op]))
+    return ('PostgreSQL against SQLite, %s, %s, load average at the end %.1f (%d single issues per backend, each '
+            'backend first in turn; %d bulk runs each)\n\n'
+            % (report['date'], report['machine'], report['load_average_at_end'][0], report['issues'], report['reps'])
+            + '\n'.join(rows) + '\n')
 
 
 if __name__ == '__main__':
