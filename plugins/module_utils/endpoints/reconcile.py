@@ -263,7 +263,9 @@ def reconcile_store(*, kind: str, path: str, plan: Plan, check_mode: bool = Fals
                                       % (database.path, entry.serial))
         else:
             safe_removals.append((entry, who, why))
-    if check_mode:
+    if not (will_create or imports or safe_removals or ca_change):
+        after = before
+    elif check_mode:
         result['created'] = will_create
         result['imported'] = [w.identity for w in imports]
         result['removed'] = [_describe(e, identity=who, reason=why) for e, who, why in safe_removals]
