@@ -23,8 +23,10 @@ description:
     again.
   - B(removed) - the identity's other certificates of our CA (superseded or expired) and every certificate of our
     CA whose serial is in O(revoked_serials), each with its key, deleted exactly (by PKCS#11 ID, never by the
-    nickname NSS shares between certificates of one subject). Removals happen after the imports; when an
-    identity's import fails, its older certificates stay, so the store keeps a working certificate.
+    nickname NSS shares between certificates of one subject). Removals happen after the imports.
+  - B(deferred) - while an identity's current certificate is not in a store (missing, or its import failed), its
+    superseded and expired certificates stay there, so the store keeps a working certificate; the call that
+    brings the current one removes them. Revoked certificates are removed regardless.
   - B(foreign) - certificates of another issuer (checked by signature, not only by name). Listed, never touched.
   - B(unclaimed) - certificates of our CA that no identity of this call claims (an identity this call does not
     carry). Listed, never touched, unless revoked.
@@ -277,6 +279,12 @@ stores:
         not_after:
           description: End of validity, ISO 8601 UTC.
           type: str
+    deferred:
+      description: Older certificates of an identity whose current certificate is not in the store (missing, or
+        its import failed); they stay until it is, so the store keeps a working certificate. Same keys as
+        RV(stores[].removed). Revoked certificates are never deferred.
+      type: list
+      elements: dict
     foreign:
       description: Certificates of other issuers (not CA certificates), untouched; same keys as RV(stores[].removed)
         without identity and reason.
@@ -329,14 +337,17 @@ summary:
     unclaimed:
       description: Certificates of our CA that no identity claims.
       type: int
+    deferred:
+      description: Older certificates kept until their identity's current certificate is in the store.
+      type: int
     missing:
       description: Identity copies still missing.
       type: int
     problems:
       description: Problems over all stores.
       type: int
-  sample: {stores: 3, changed: 1, with_problems: 0, present: 2, imported: 1, removed: 1, foreign: 0, unclaimed: 0,
-           missing: 0, problems: 0}
+  sample: {stores: 3, changed: 1, with_problems: 0, present: 2, imported: 1, removed: 1, deferred: 0, foreign: 0,
+           unclaimed: 0, missing: 0, problems: 0}
 '''
 
 from ansible.module_utils.basic import AnsibleModule

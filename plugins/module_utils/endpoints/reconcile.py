@@ -211,22 +211,59 @@ def _ca_change(ca_entry, trust: str) -> str | None:
     return None if all(set(w) <= set(h) for w, h in pairs) else 'trust'
 
 
+@dataclass
+class _StoreWork:
+    """What one store needs: decided from one read, then predicted (check mode) or applied."""
+    database: NSSDatabase
+    result: dict
+    before: list
+    imports: list
+    removals: list
+    ca_change: str | None
+    create: bool
+
+    def needed(self) -> bool:
+        return bool(self.create or self.imports or self.removals or self.ca_change)
+
+
 def reconcile_store(*, kind: str, path: str, plan: Plan, check_mode: bool = False, runner=None,
                     certutil: str = 'certutil', pk12util: str = 'pk12util', now=None) -> dict:
     """Reconcile one NSS database. Meant to run as the database's owner (see reconcile_host)."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    ca = plan.ca
     database = NSSDatabase(path, plan.db_password, runner, certutil=certutil, pk12util=pk12util)
     result = {'store': kind, 'path': database.path, 'exists': False, 'created': False, 'present': [],
-              'imported': [], 'removed': [], 'foreign': [], 'unclaimed': [], 'missing': [], 'ca_changed': None,
-              'preferences_changed': False, 'changed': False, 'problems': []}
+              'imported': [], 'removed': [], 'deferred': [], 'foreign': [], 'unclaimed': [], 'missing': [],
+              'ca_changed': None, 'preferences_changed': False, 'changed': False, 'problems': []}
     if os.path.islink(database.path):
         refuse_symlink(database.path, 'the NSS database folder', 'path')
     database.refuse_planted_links()
-    exists = database.exists()
-    result['exists'] = exists
-    before = database.certificates() if exists else []
-    sorted_out = classify(before, plan, ca, now)
+    result['exists'] = database.exists()
+    before = database.certificates() if result['exists'] else []
+    work = _decide(database, result, plan, before, now or datetime.datetime.now(datetime.timezone.utc))
+    if not work.needed():
+        after = before
+    elif check_mode:
+        result['created'] = work.create
+        result['imported'] = [w.identity for w in work.imports]
+        result['removed'] = [_describe(e, identity=who, reason=why) for e, who, why in work.removals]
+        result['ca_changed'] = work.ca_change
+        gone = [r[0] for r in work.removals]
+        after = [e for e in before if e not in gone]
+    else:
+        after = _apply(work, plan)
+    result['changed'] = bool(result['created'] or result['imported'] or result['removed'] or result['ca_changed'])
+    header = '%s %s' % (kind, database.path)
+    result['diff'] = {'before_header': header, 'after_header': header,
+                      'before': '\n'.join(_listing(before)) + '\n', 'after': '\n'.join(_listing(after)) + '\n'}
+    if check_mode:
+        result['diff']['after'] += ''.join('(import) %s sha256=%s\n' % (w.identity, w.fingerprint_sha256[:16])
+                                           for w in work.imports)
+    return result
+
+
+def _decide(database: NSSDatabase, result: dict, plan: Plan, before: list, now) -> _StoreWork:
+    """Present, missing, what to import and what to remove, from one read of the store."""
+    sorted_out = classify(before, plan, plan.ca, now)
+    exists = result['exists']
     locked = exists and database.key_ids() is None
     imports = []
     for wanted in plan.identities:
@@ -236,99 +273,113 @@ def reconcile_store(*, kind: str, path: str, plan: Plan, check_mode: bool = Fals
         elif wanted.pkcs12 is None:
             result['missing'].append(wanted.identity)
         elif locked:
-            result['problems'].append('%s: cannot import %s: the database has a token password and db_password was '
-                                      'not given' % (database.path, wanted.identity))
+            result['problems'].append('cannot import %s: the database has a token password and db_password was '
+                                      'not given' % wanted.identity)
             result['missing'].append(wanted.identity)
         else:
             imports.append(wanted)
-    removals = [(e, who, why) for e, who, why in sorted_out['remove']]
     result['foreign'] = [_describe(e) for e in sorted_out['foreign']]
     result['unclaimed'] = [_describe(e) for e in sorted_out['unclaimed']]
-    will_create = not exists and bool(imports)
     if not exists and imports and not plan.create_db:
         result['problems'].append('%s holds no NSS database and create_db is false' % database.path)
         result['missing'].extend(w.identity for w in imports)
         imports = []
-        will_create = False
-    ca_change = _ca_change(sorted_out['ca'], plan.ca_trust) if (exists or will_create) else None
-    # A removal whose key another kept certificate uses (a renewal from the same CSR key) would take that key too.
-    kept_keys = {e.key_id for e in before if e not in [r[0] for r in removals]} | {w.key_id for w in imports}
-    safe_removals = []
+    create = not exists and bool(imports)
+    ca_change = _ca_change(sorted_out['ca'], plan.ca_trust) if (exists or create) else None
+    removals = _screen_removals(result, before, sorted_out['remove'], imports)
+    return _StoreWork(database=database, result=result, before=before, imports=imports, removals=removals,
+                      ca_change=ca_change, create=create)
+
+
+def _screen_removals(result: dict, before: list, removals: list, imports: list) -> list:
+    """The removals that are safe now. An identity's older certificate waits (``deferred``) while its current one
+    is not in the store and not being imported: the store keeps a working certificate. A revoked one never waits."""
+    going = [r[0] for r in removals]
+    # A removal whose key a kept certificate uses (a renewal from the same CSR key) would take that key too.
+    kept_keys = {e.key_id for e in before if e not in going} | {w.key_id for w in imports}
+    will_hold = set(result['present']) | {w.identity for w in imports}
+    safe = []
     for entry, who, why in removals:
-        if entry.has_key is None:
-            result['problems'].append('%s: cannot remove serial %s: the database has a token password and '
-                                      'db_password was not given' % (database.path, entry.serial))
+        if why != 'revoked' and who not in will_hold:
+            result['deferred'].append(_describe(entry, identity=who, reason=why))
+        elif entry.has_key is None:
+            result['problems'].append('cannot remove serial %s: the database has a token password and db_password '
+                                      'was not given' % entry.serial)
         elif entry.has_key and entry.key_id in kept_keys:
-            result['problems'].append('%s: serial %s shares its key with a certificate that stays; not removed'
-                                      % (database.path, entry.serial))
+            result['problems'].append('serial %s shares its key with a certificate that stays; not removed'
+                                      % entry.serial)
         else:
-            safe_removals.append((entry, who, why))
-    if not (will_create or imports or safe_removals or ca_change):
-        after = before
-    elif check_mode:
-        result['created'] = will_create
-        result['imported'] = [w.identity for w in imports]
-        result['removed'] = [_describe(e, identity=who, reason=why) for e, who, why in safe_removals]
-        result['ca_changed'] = ca_change
-        after = [e for e in before if e not in [r[0] for r in safe_removals]]
-    else:
-        after = _apply(database, result, plan, ca, before, imports, safe_removals, ca_change, will_create)
-    result['changed'] = bool(result['created'] or result['imported'] or result['removed'] or result['ca_changed'])
-    result['diff'] = {'before_header': '%s %s' % (kind, database.path), 'after_header': '%s %s' % (kind, database.path),
-                      'before': '\n'.join(_listing(before)) + '\n', 'after': '\n'.join(_listing(after)) + '\n'}
-    if check_mode:
-        result['diff']['after'] += ''.join('(import) %s sha256=%s\n' % (w.identity, w.fingerprint_sha256[:16])
-                                           for w in imports)
-    return result
+            safe.append((entry, who, why))
+    return safe
 
 
-def _apply(database, result, plan, ca, before, imports, removals, ca_change, will_create) -> list:
+def _apply(work: _StoreWork, plan: Plan) -> list:
     """The writes of one store, each failure a problem; returns what the database holds afterwards."""
+    database, result = work.database, work.result
     check_writable_as_self(database.path, 'the NSS database', 'path')
-    if will_create:
+    if work.create:
         database.create()
         result['created'] = True
-    failed_imports = set()
-    if imports:
-        with tempfile.TemporaryDirectory(prefix='certfleet-reconcile-') as folder:  # 0700, the owner's
-            for wanted in imports:
-                p12 = os.path.join(folder, 'identity.p12')
-                fd = os.open(p12, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-                with os.fdopen(fd, 'wb') as handle:
-                    handle.write(wanted.pkcs12)
-                try:
-                    database.import_pkcs12(p12, wanted.pkcs12_password)
-                except CertfleetError as exc:
-                    failed_imports.add(wanted.identity)
-                    result['problems'].append('importing %s: %s' % (wanted.identity, exc.message))
-                finally:
-                    os.unlink(p12)
-    if ca_change is not None:
+    failed = _import_all(database, result, work.imports)
+    if work.ca_change is not None:
         try:
-            _apply_ca(database, plan, ca, ca_change)
-            result['ca_changed'] = ca_change
+            _apply_ca(database, plan, plan.ca, work.ca_change)
+            result['ca_changed'] = work.ca_change
         except CertfleetError as exc:
             result['problems'].append('trusting the CA: %s' % exc.message)
     middle = database.certificates()
     held = {e.fingerprint_sha256: e for e in middle}
-    for wanted in imports:
+    for wanted in work.imports:
         entry = held.get(wanted.fingerprint_sha256)
-        if wanted.identity in failed_imports:
+        if wanted.identity in failed:
             result['missing'].append(wanted.identity)
         elif entry is None or entry.has_key is False:
-            failed_imports.add(wanted.identity)
+            failed.add(wanted.identity)
             result['missing'].append(wanted.identity)
-            result['problems'].append('pk12util reported success but %s does not hold %s (%s) with its key'
-                                      % (database.path, wanted.identity, wanted.fingerprint_sha256))
+            result['problems'].append('pk12util reported success but the database does not hold %s (%s) with its '
+                                      'key' % (wanted.identity, wanted.fingerprint_sha256))
         else:
             result['imported'].append(wanted.identity)
+    if not _remove_all(database, result, middle, work.removals, failed):
+        return middle
+    after = database.certificates()
+    left = {e.fingerprint_sha256 for e in after}
+    for gone in result['removed']:
+        if gone['fingerprint_sha256'] in left:
+            result['problems'].append('certutil reported success but serial %s is still there' % gone['serial'])
+    return after
+
+
+def _import_all(database: NSSDatabase, result: dict, imports: list) -> set:
+    """pk12util for each identity, its PKCS#12 in a 0600 file of a 0700 folder of the owner's, removed after."""
+    failed = set()
+    if not imports:
+        return failed
+    with tempfile.TemporaryDirectory(prefix='certfleet-reconcile-') as folder:
+        for wanted in imports:
+            p12 = os.path.join(folder, 'identity.p12')
+            fd = os.open(p12, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, 'wb') as handle:
+                handle.write(wanted.pkcs12)
+            try:
+                database.import_pkcs12(p12, wanted.pkcs12_password)
+            except CertfleetError as exc:
+                failed.add(wanted.identity)
+                result['problems'].append('importing %s: %s' % (wanted.identity, exc.message))
+            finally:
+                os.unlink(p12)
+    return failed
+
+
+def _remove_all(database: NSSDatabase, result: dict, held: list, removals: list, failed: set) -> bool:
+    """Delete each removal exactly; an identity whose import failed keeps its older certificates."""
     counts: dict = {}
-    for entry in middle:
+    for entry in held:
         counts[entry.nickname] = counts.get(entry.nickname, 0) + 1
     removed_any = False
     for entry, who, why in removals:
-        if who in failed_imports and why != 'revoked':
-            result['problems'].append('serial %s of %s kept: its replacement is not in place' % (entry.serial, who))
+        if who in failed and why != 'revoked':
+            result['deferred'].append(_describe(entry, identity=who, reason=why))
             continue
         try:
             database.delete(entry, counts.get(entry.nickname, 0) == 1)
@@ -336,13 +387,7 @@ def _apply(database, result, plan, ca, before, imports, removals, ca_change, wil
             result['removed'].append(_describe(entry, identity=who, reason=why))
         except CertfleetError as exc:
             result['problems'].append('removing serial %s: %s' % (entry.serial, exc.message))
-    after = database.certificates() if removed_any else middle
-    left = {e.fingerprint_sha256 for e in after}
-    for gone in result['removed']:
-        if gone['fingerprint_sha256'] in left:
-            result['problems'].append('certutil reported success but %s still holds serial %s'
-                                      % (database.path, gone['serial']))
-    return after
+    return removed_any
 
 
 def _apply_ca(database: NSSDatabase, plan: Plan, ca, change: str) -> None:
@@ -415,7 +460,7 @@ def _user_stores(*, user, home: str, stores, plan: Plan, check_mode: bool, runne
 
 def _failed(kind: str, path: str, message: str) -> dict:
     return {'store': kind, 'path': path, 'exists': None, 'created': False, 'present': [], 'imported': [],
-            'removed': [], 'foreign': [], 'unclaimed': [], 'missing': [], 'ca_changed': None,
+            'removed': [], 'deferred': [], 'foreign': [], 'unclaimed': [], 'missing': [], 'ca_changed': None,
             'preferences_changed': False, 'changed': False, 'problems': [message]}
 
 
@@ -464,7 +509,7 @@ def reconcile_host(*, identities, ca_certificate, revoked_serials=None, users=No
     summary = {'stores': len(results),
                'changed': sum(1 for r in results if r['changed']),
                'with_problems': sum(1 for r in results if r['problems'])}
-    for key in ('present', 'imported', 'removed', 'foreign', 'unclaimed', 'missing', 'problems'):
+    for key in ('present', 'imported', 'removed', 'deferred', 'foreign', 'unclaimed', 'missing', 'problems'):
         summary[key] = sum(len(r[key]) for r in results)
     return {'changed': any(r['changed'] for r in results), 'stores': results, 'summary': summary,
             'diff': [d for d in diffs if d['before'] != d['after']]}

@@ -170,6 +170,19 @@ def test_superseded_certificate_of_the_same_identity_is_removed(fleet):
     assert fleet.run(stores=['firefox'])['changed'] is False
 
 
+def test_older_certificate_waits_while_the_current_one_is_missing(fleet):
+    """Without a PKCS#12 for the missing current certificate, the older one stays: the store keeps a working one."""
+    hand_import(fleet.profile, fleet.alice_old_p12)
+    result = fleet.run([fleet.alice_wanted(with_p12=False)], stores=['firefox'])
+    outcome = store(result, 'firefox')
+    assert outcome['missing'] == ['alice'] and outcome['removed'] == []
+    assert outcome['ca_changed'] == 'trust'  # the CA came with the hand-imported chain, without trust
+    assert [(d['serial'], d['reason']) for d in outcome['deferred']] == [(fleet.alice_old['serial'], 'superseded')]
+    assert fleet.alice_old['fingerprint_sha256'] in held(fleet.profile)
+    done = store(fleet.run(stores=['firefox']), 'firefox')
+    assert done['imported'] == ['alice'] and [r['serial'] for r in done['removed']] == [fleet.alice_old['serial']]
+
+
 def test_certificate_the_ca_lists_as_superseded_is_removed_even_with_another_subject(fleet):
     renamed = fleet.ca.ensure('carol', subject={'CN': 'carol', 'O': 'Old Name'})
     renamed_p12 = Fleet._export(fleet.ca, 'carol', os.path.join(os.path.dirname(fleet.home), 'carol-old.p12'))
