@@ -173,10 +173,12 @@ def test_superseded_certificate_of_the_same_identity_is_removed(fleet):
 def test_older_certificate_waits_while_the_current_one_is_missing(fleet):
     """Without a PKCS#12 for the missing current certificate, the older one stays: the store keeps a working one."""
     hand_import(fleet.profile, fleet.alice_old_p12)
-    result = fleet.run([fleet.alice_wanted(with_p12=False)], stores=['firefox'])
-    outcome = store(result, 'firefox')
+    unknown = store(fleet.run([fleet.alice_wanted(with_p12=False)], stores=['firefox']), 'firefox')
+    assert [u['serial'] for u in unknown['unclaimed']] == [fleet.alice_old['serial']]  # subject not known
+    assert unknown['ca_changed'] == 'trust'  # the CA came with the hand-imported chain, without trust
+    wanted = dict(fleet.alice_wanted(with_p12=False), certificate=fleet.alice['certificate'])
+    outcome = store(fleet.run([wanted], stores=['firefox']), 'firefox')
     assert outcome['missing'] == ['alice'] and outcome['removed'] == []
-    assert outcome['ca_changed'] == 'trust'  # the CA came with the hand-imported chain, without trust
     assert [(d['serial'], d['reason']) for d in outcome['deferred']] == [(fleet.alice_old['serial'], 'superseded')]
     assert fleet.alice_old['fingerprint_sha256'] in held(fleet.profile)
     done = store(fleet.run(stores=['firefox']), 'firefox')
