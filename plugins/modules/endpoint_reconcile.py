@@ -64,6 +64,7 @@ attributes:
   platform:
     description: Linux (Firefox and Chromium NSS databases). The switch to each home's owner needs root.
     support: full
+    platforms: posix
 options:
   identities:
     description: The identities this host carries, each as the CA's record has it (for example from
