@@ -334,3 +334,10 @@ def test_a_users_home_is_worked_in_with_the_users_rights_and_planted_links_lead_
         assert os.listdir(secret_dir) == ['x']
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_the_module_marks_every_secret_no_log():
+    from ansible_collections.certfleet.pki.plugins.modules import endpoint_reconcile as module
+    assert module.IDENTITY_SPEC['pkcs12_password']['no_log'] is True
+    source = open(module.__file__).read()
+    assert "'db_password': {'type': 'str', 'no_log': True}" in source
