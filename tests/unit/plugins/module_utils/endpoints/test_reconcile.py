@@ -225,6 +225,22 @@ def test_another_identity_of_our_ca_is_untouched(fleet):
     assert both['changed'] is False and sorted(store(both, 'firefox')['present']) == ['alice', 'bob']
 
 
+def test_a_subject_two_identities_share_claims_nothing(fleet):
+    """dave was issued with alice's subject: alice's older certificate could be either one's, so it stays."""
+    dave = fleet.ca.ensure('dave', subject={'CN': 'alice'})
+    hand_import(fleet.profile, fleet.alice_old_p12)
+    wanted = [fleet.alice_wanted(), {'identity': 'dave', 'fingerprint_sha256': dave['fingerprint_sha256'],
+                                     'certificate': dave['certificate']}]
+    outcome = store(fleet.run(wanted, stores=['firefox']), 'firefox')
+    assert outcome['imported'] == ['alice'] and outcome['missing'] == ['dave'] and outcome['removed'] == []
+    assert [u['serial'] for u in outcome['unclaimed']] == [fleet.alice_old['serial']]
+    assert fleet.alice_old['fingerprint_sha256'] in held(fleet.profile)
+    # the CA's record settles it
+    wanted[0]['superseded_fingerprints_sha256'] = [fleet.alice_old['fingerprint_sha256']]
+    exact = store(fleet.run(wanted, stores=['firefox']), 'firefox')
+    assert [(r['identity'], r['serial']) for r in exact['removed']] == [('alice', fleet.alice_old['serial'])]
+
+
 def test_foreign_certificate_is_reported_and_untouched(fleet):
     """Same subject as alice's, issued by another CA with the same CA name: never ours to remove."""
     hand_import(fleet.profile, fleet.foreign_p12)
