@@ -149,8 +149,8 @@ def _describe(entry, **extra) -> dict:
 
 
 def _listing(entries: list) -> list:
-    return sorted('%s serial=%s sha256=%s%s' % (e.nickname, e.serial, e.fingerprint_sha256[:16],
-                                                ' (key)' if e.has_key else '') for e in entries)
+    return sorted('%s [%s] serial=%s sha256=%s%s' % (e.nickname, e.trust, e.serial, e.fingerprint_sha256[:16],
+                                                     ' (key)' if e.has_key else '') for e in entries)
 
 
 def classify(entries: list, plan: Plan, ca, now: datetime.datetime) -> dict:
@@ -479,7 +479,12 @@ def _targets(users, homes) -> list:
         targets.append((None, path, path_controller(path)))
     if not users and not homes:
         targets = [(name, home, owner_by_name(name, 'users')) for name, home in firefox.regular_users()]
-    return targets
+    seen, unique = set(), []
+    for target in targets:  # a home named twice (a user and the same folder in homes) is visited once
+        if os.path.realpath(target[1]) not in seen:
+            seen.add(os.path.realpath(target[1]))
+            unique.append(target)
+    return unique
 
 
 def reconcile_host(*, identities, ca_certificate, revoked_serials=None, users=None, homes=None, stores=STORES,

@@ -357,3 +357,12 @@ def test_the_module_marks_every_secret_no_log():
     assert module.IDENTITY_SPEC['pkcs12_password']['no_log'] is True
     source = open(module.__file__).read()
     assert "'db_password': {'type': 'str', 'no_log': True}" in source
+
+
+def test_a_home_named_twice_is_visited_once_and_a_trust_change_shows_in_the_diff(fleet):
+    hand_import(fleet.profile, fleet.alice_p12)  # the CA comes with the chain, without trust
+    result = fleet.run(homes=[fleet.home, fleet.home + '/'], stores=['firefox'])
+    assert result['summary']['stores'] == 1
+    outcome = store(result, 'firefox')
+    assert outcome['present'] == ['alice'] and outcome['ca_changed'] == 'trust'
+    assert len(result['diff']) == 1 and '[T,,]' in result['diff'][0]['after']
