@@ -55,8 +55,8 @@ attributes:
       writing anything.
     support: full
   diff_mode:
-    description: Per changed store, the certificates (nickname, serial, start of the SHA-256 fingerprint, whether
-      the key is there) before and after; never key material.
+    description: Per changed store, the certificates (nickname, trust flags, serial, start of the SHA-256
+      fingerprint, whether the key is there) before and after; never key material.
     support: full
   idempotent:
     description: A second run with the same parameters reports C(changed=false).
