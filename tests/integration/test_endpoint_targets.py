@@ -18,7 +18,7 @@ import pytest
 from integration_support import TARGETS, AnsibleRunner, PlaybookRun, assert_target_run
 
 ENDPOINT_TARGETS = ['nss_certificate', 'nss_certificate_info', 'firefox_profile_info', 'firefox_user_prefs',
-                    'apple_profile']
+                    'apple_profile', 'endpoint_reconcile']
 
 WRAPPER = '''---
 - name: certfleet.pki integration target {target}

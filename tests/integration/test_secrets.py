@@ -99,6 +99,34 @@ PLAYBOOK = '''---
         iterations: 2048
       register: export_again
 
+    - name: The profile folder exists
+      ansible.builtin.file:
+        path: "{{ bulk_dir | dirname }}/home/.mozilla/firefox/p1"
+        state: directory
+        mode: "0700"
+
+    - name: The profile is listed in profiles.ini (Firefox never opened it)
+      ansible.builtin.copy:
+        dest: "{{ bulk_dir | dirname }}/home/.mozilla/firefox/profiles.ini"
+        mode: "0600"
+        content: "[Profile0]\\nName=default\\nIsRelative=1\\nPath=p1\\nDefault=1\\n"
+
+    - name: One reconcile call puts alice and bob into the home's stores
+      certfleet.pki.endpoint_reconcile:
+        homes: ["{{ bulk_dir | dirname }}/home"]
+        ca_certificate: "{{ ca_dir }}/ca.pem"
+        identities:
+          - identity: alice
+            fingerprint_sha256: "{{ issued.results[0].fingerprint_sha256 }}"
+            pkcs12_path: "{{ out_dir }}/alice-modern.p12"
+            pkcs12_password: "{{ password_modern }}"
+          - identity: bob
+            fingerprint_sha256: "{{ renewed.fingerprint_sha256 }}"
+            pkcs12_path: "{{ out_dir }}/bob-legacy.p12"
+            pkcs12_password: "{{ password_legacy }}"
+      diff: true
+      register: reconciled
+
     - name: Somebody types a wrong CA passphrase
       certfleet.pki.client_certificate_export:
         identity: alice
@@ -155,6 +183,7 @@ PLAYBOOK = '''---
         - "{{ crl }}"
         - "{{ info }}"
         - "{{ bulk }}"
+        - "{{ reconciled }}"
 
     - name: The life cycle did what it should (so the search below searches real output)
       ansible.builtin.assert:
@@ -169,6 +198,7 @@ PLAYBOOK = '''---
           - crl.revoked_count == 1
           - info.count == 3
           - bulk.counts.issued == 2
+          - reconciled.summary.imported == 4
 '''
 
 EXPORTS = ['alice-key.pem', 'alice-modern.p12', 'alice.pem', 'bob-legacy.p12', 'ca.crl.pem']

@@ -1,0 +1,419 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: certfleet.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: endpoint_reconcile
+short_description: Put every NSS store of a Linux host (Firefox profiles, Chromium) in the state the CA's record says
+version_added: 0.2.0
+description:
+  - One call per host for all the identities the host carries. For every user's Firefox profiles (found through
+    C(profiles.ini), as M(certfleet.pki.firefox_profile_info) does) and every user's Chromium database
+    (C(~/.pki/nssdb) when it holds one, otherwise C(~/.local/share/pki/nssdb), as Chromium does), it reads what the
+    store holds and, per identity, decides by SHA-256 fingerprint.
+  - B(present) - the store holds the identity's current certificate (O(identities[].fingerprint_sha256)) with its
+    key. Nothing is written.
+  - B(imported) - it was missing and O(identities[].pkcs12_path) was given; it is imported with C(pk12util) and
+    then verified by fingerprint (with its key). A store without an NSS database gets one when there is something
+    to import (O(create_db)).
+  - B(missing) - it was missing and no PKCS#12 was given. A caller can export only the missing identities and call
+    again.
+  - B(removed) - the identity's other certificates of our CA (superseded or expired) and every certificate of our
+    CA whose serial is in O(revoked_serials), each with its key, deleted exactly (by PKCS#11 ID, never by the
+    nickname NSS shares between certificates of one subject). Removals happen after the imports.
+  - B(deferred) - while an identity's current certificate is not in a store (missing, or its import failed), its
+    superseded and expired certificates stay there, so the store keeps a working certificate; the call that
+    brings the current one removes them. Revoked certificates are removed regardless.
+  - B(foreign) - certificates of another issuer (checked by signature, not only by name). Listed, never touched.
+  - B(unclaimed) - certificates of our CA that no identity of this call claims (an identity this call does not
+    carry). Listed, never touched, unless revoked.
+  - How a certificate is attributed to an identity. The CA does not write the identity name into certificates; a
+    certificate of our CA belongs to an identity when it is in O(identities[].superseded_fingerprints_sha256) or
+    O(identities[].superseded_serials) (the CA's record, exact), or when it has the same subject as the
+    identity's current certificate and no other identity of the call has that subject. The subject is known from
+    the PKCS#12 file, from O(identities[].certificate), or from the copy the store holds. Give the superseded lists
+    after a subject change.
+  - Our CA is added to each store it fills with the trust O(ca_trust) (default C(T,,), client authentication
+    only), as the C(firefox_nss) and C(chromium_nss) roles do; trust flags are only ever added.
+  - Run as root, the work in each home runs with the rights of its user (a child process with that user's uid,
+    gid and groups), NSS files that are symbolic links are refused, and the PKCS#12 data and passwords reach
+    C(pk12util) through C(0600) files in a C(0700) folder that is removed afterwards.
+  - A failure in one store (a planted link, a locked database, a failed import) is listed in that store's
+    C(problems) and the other stores are still done. With O(fail_on_problems=true) (the default) the module then
+    fails, with the full per-store result, so a nightly run does not pass when a store could not be repaired; set
+    it to V(false) for a drift audit that only reports.
+  - Inputs are checked before any store is read; a PKCS#12 that is not the named certificate or not issued by
+    O(ca_certificate) fails the module and changes nothing.
+author:
+  - certfleet.pki developers (@certfleet)
+attributes:
+  check_mode:
+    description: Reads every store and reports what would be imported, removed, created and trusted, without
+      writing anything.
+    support: full
+  diff_mode:
+    description: Per changed store, the certificates (nickname, trust flags, serial, start of the SHA-256
+      fingerprint, whether the key is there) before and after; never key material.
+    support: full
+  idempotent:
+    description: A second run with the same parameters reports C(changed=false).
+    support: full
+  platform:
+    description: Linux (Firefox and Chromium NSS databases). The switch to each home's owner needs root.
+    support: full
+    platforms: posix
+options:
+  identities:
+    description: The identities this host carries, each as the CA's record has it (for example from
+      M(certfleet.pki.client_certificate_info)).
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      identity:
+        description: The identity name, used in results only.
+        type: str
+        required: true
+      fingerprint_sha256:
+        description: SHA-256 fingerprint of the identity's current certificate (hex; colons and case do not
+          matter).
+        type: str
+        required: true
+      serial:
+        description: Serial of the current certificate; checked against the PKCS#12 file when both are given.
+        type: str
+      certificate:
+        description: The current certificate (PEM text or a path on the target), to know its subject when no
+          PKCS#12 file is given.
+        type: str
+      pkcs12_path:
+        description: A PKCS#12 file on the target with the current certificate and its key, imported where the
+          identity is missing. Without it, a store that lacks the identity lists it in C(missing).
+        type: path
+      pkcs12_password:
+        description: The password of O(identities[].pkcs12_path). Required with it.
+        type: str
+      superseded_fingerprints_sha256:
+        description: SHA-256 fingerprints of this identity's older certificates (the CA's C(superseded) list).
+        type: list
+        elements: str
+        default: []
+      superseded_serials:
+        description: Serials of this identity's older certificates.
+        type: list
+        elements: str
+        default: []
+  ca_certificate:
+    description: The certificate of our CA, PEM text or a path on the target. A certificate is "of our CA" when
+      this CA signed it.
+    type: str
+    required: true
+  revoked_serials:
+    description: Serials our CA revoked; a certificate of our CA with one of them is removed from every store,
+      whichever identity it belongs to. Certificates of other issuers with the same serial are not touched.
+    type: list
+    elements: str
+    default: []
+  users:
+    description:
+      - Users whose homes to reconcile (homes from C(passwd)). A user that does not exist is an error.
+      - Without O(users) and O(homes), every login user (uid 1000 and above, except C(nobody)) and C(root) whose
+        home exists, as M(certfleet.pki.firefox_profile_info) with
+        O(certfleet.pki.firefox_profile_info#module:all_users=true) finds them.
+    type: list
+    elements: str
+  homes:
+    description: Home folders to reconcile directly (homes of no login user, kiosks, tests); worked in with the
+      rights of the folder's owner.
+    type: list
+    elements: path
+  stores:
+    description: Which stores to reconcile.
+    type: list
+    elements: str
+    choices: [firefox, chromium]
+    default: [firefox, chromium]
+  ca_nickname:
+    description: Nickname of our CA where it is added. Defaults to its common name.
+    type: str
+  ca_trust:
+    description: NSS trust flags of our CA, as for C(certutil -t). C(T,,) trusts it to issue client certificates
+      only; a client CA must not be trusted for servers.
+    type: str
+    default: T,,
+  db_password:
+    description: The token (primary) password of the databases, when they have one. Without it, a store with a
+      token password can be read but not changed; that is a problem of that store.
+    type: str
+  create_db:
+    description: Create the NSS database of a store that has none (a Firefox profile never opened, a user without
+      a Chromium database) when an identity is to be imported there.
+    type: bool
+    default: true
+  firefox_certificate_selection:
+    description: How Firefox chooses a client certificate, kept in C(user.js) of every Firefox profile that holds
+      a database (C(security.default_personal_cert)), as the C(firefox_nss) role does. V(auto) is "Select
+      Automatically", V(ask) "Ask Every Time", V(unmanaged) leaves C(user.js) alone.
+    type: str
+    choices: [auto, ask, unmanaged]
+    default: auto
+  fail_on_problems:
+    description: Fail the task when any store has problems (the result is returned either way).
+    type: bool
+    default: true
+notes:
+  - The macOS keychain, Apple profiles and Windows stores are not handled by this module (yet); see
+    M(certfleet.pki.keychain_certificate), M(certfleet.pki.apple_profile) and the C(windows_store) role.
+  - Chromium's C(AutoSelectCertificateForUrls) policy is kept by M(certfleet.pki.chromium_policy).
+seealso:
+  - module: certfleet.pki.nss_certificate
+  - module: certfleet.pki.firefox_profile_info
+  - module: certfleet.pki.client_certificate_info
+'''
+
+EXAMPLES = r'''
+- name: Every Firefox profile and Chromium database of alice and bob holds exactly the current certificates
+  certfleet.pki.endpoint_reconcile:
+    users: [alice, bob]
+    ca_certificate: /etc/certfleet/client-ca.pem
+    revoked_serials: "{{ revoked_serials_of_our_ca }}"
+    identities:
+      - identity: alice@laptop-17
+        serial: 5F1B0C2D9E8A7B6C5D4E3F2A1B0C9D8E7F6A5B4C
+        fingerprint_sha256: 3C5E0F0B8D2A6F4E1B9C7D5A3E2F1A0B9C8D7E6F5A4B3C2D1E0F9A8B7C6D5E4F
+        certificate: "{{ alice_record.certificates[0].certificate }}"
+        superseded_fingerprints_sha256: "{{ alice_record.superseded | map(attribute='fingerprint_sha256') | list }}"
+      - identity: bob@laptop-17
+        fingerprint_sha256: 9A8B7C6D5E4F3C5E0F0B8D2A6F4E1B9C7D5A3E2F1A0B9C8D7E6F5A4B3C2D1E0F
+        pkcs12_path: /root/certfleet-transfer/bob.p12
+        pkcs12_password: "{{ bob_transfer_password }}"
+  become: true
+  register: reconciled
+
+- name: Only the identities that some store misses are exported
+  certfleet.pki.client_certificate_export:
+    ca_path: /var/lib/certfleet/ca
+    identity: "{{ item }}"
+    dest: "/root/certfleet-transfer/{{ item }}.p12"
+    password: "{{ transfer_password }}"
+  loop: "{{ reconciled.stores | map(attribute='missing') | flatten | unique }}"
+  delegate_to: ca.example.org
+
+- name: A drift audit that only reports (check mode, no failure)
+  certfleet.pki.endpoint_reconcile:
+    ca_certificate: /etc/certfleet/client-ca.pem
+    identities:
+      - identity: alice
+        fingerprint_sha256: 3C5E0F0B8D2A6F4E1B9C7D5A3E2F1A0B9C8D7E6F5A4B3C2D1E0F9A8B7C6D5E4F
+    fail_on_problems: false
+  check_mode: true
+  become: true
+  register: drift
+'''
+
+RETURN = r'''
+stores:
+  description: One entry per store visited (in check mode, what would be done).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    store:
+      description: C(firefox) or C(chromium) (C(home) when a whole home could not be visited).
+      type: str
+    user:
+      description: The user whose home it is (C(null) for a home given in O(homes)).
+      type: str
+    owner:
+      description: The user whose rights the work ran with (C(null) when it ran as root).
+      type: str
+    path:
+      description: The database folder.
+      type: str
+    exists:
+      description: Whether the store held a database before the run (C(null) when it could not be read).
+      type: bool
+    created:
+      description: Whether the database was (would be) created.
+      type: bool
+    present:
+      description: Identities whose current certificate was already there with its key.
+      type: list
+      elements: str
+    imported:
+      description: Identities imported (that would be) and verified by fingerprint.
+      type: list
+      elements: str
+    missing:
+      description: Identities not in the store afterwards (no PKCS#12 given, or the import failed).
+      type: list
+      elements: str
+    removed:
+      description: Certificates of our CA removed (that would be) with their keys.
+      type: list
+      elements: dict
+      contains:
+        identity:
+          description: The identity it belonged to (C(null) for a revoked certificate no identity claims).
+          type: str
+        reason:
+          description: C(superseded), C(expired) or C(revoked).
+          type: str
+        nickname:
+          description: NSS nickname.
+          type: str
+        serial:
+          description: Serial, upper-case hex.
+          type: str
+        fingerprint_sha256:
+          description: SHA-256 fingerprint.
+          type: str
+        subject:
+          description: Subject, RFC 4514.
+          type: str
+        issuer:
+          description: Issuer, RFC 4514.
+          type: str
+        not_after:
+          description: End of validity, ISO 8601 UTC.
+          type: str
+    deferred:
+      description: Older certificates of an identity whose current certificate is not in the store (missing, or
+        its import failed); they stay until it is, so the store keeps a working certificate. Same keys as
+        RV(stores[].removed). Revoked certificates are never deferred.
+      type: list
+      elements: dict
+    foreign:
+      description: Certificates of other issuers (not CA certificates), untouched; same keys as RV(stores[].removed)
+        without identity and reason.
+      type: list
+      elements: dict
+    unclaimed:
+      description: Certificates of our CA that no identity of this call claims, untouched; same keys as
+        RV(stores[].foreign).
+      type: list
+      elements: dict
+    ca_changed:
+      description: C(add) when our CA was (would be) added, C(trust) when trust flags were added, else C(null).
+      type: str
+    preferences_changed:
+      description: Whether C(user.js) was (would be) changed (Firefox).
+      type: bool
+    changed:
+      description: Whether this store was (would be) changed.
+      type: bool
+    problems:
+      description: What could not be done in this store, with the reason; empty when all went well.
+      type: list
+      elements: str
+summary:
+  description: Counts over all stores.
+  returned: always
+  type: dict
+  contains:
+    stores:
+      description: Stores visited.
+      type: int
+    changed:
+      description: Stores changed.
+      type: int
+    with_problems:
+      description: Stores with problems.
+      type: int
+    present:
+      description: Identity copies already present.
+      type: int
+    imported:
+      description: Identity copies imported.
+      type: int
+    removed:
+      description: Certificates removed.
+      type: int
+    foreign:
+      description: Certificates of other issuers seen.
+      type: int
+    unclaimed:
+      description: Certificates of our CA that no identity claims.
+      type: int
+    deferred:
+      description: Older certificates kept until their identity's current certificate is in the store.
+      type: int
+    missing:
+      description: Identity copies still missing.
+      type: int
+    problems:
+      description: Problems over all stores.
+      type: int
+  sample: {stores: 3, changed: 1, with_problems: 0, present: 2, imported: 1, removed: 1, deferred: 0, foreign: 0,
+           unclaimed: 0, missing: 0, problems: 0}
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.certfleet.pki.plugins.module_utils.common.ansible_glue import require_cryptography, run
+from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.reconcile import STORES, reconcile_host
+
+IDENTITY_SPEC = {
+    'identity': {'type': 'str', 'required': True},
+    'fingerprint_sha256': {'type': 'str', 'required': True},
+    'serial': {'type': 'str'},
+    'certificate': {'type': 'str'},
+    'pkcs12_path': {'type': 'path'},
+    'pkcs12_password': {'type': 'str', 'no_log': True},
+    'superseded_fingerprints_sha256': {'type': 'list', 'elements': 'str', 'default': []},
+    'superseded_serials': {'type': 'list', 'elements': 'str', 'default': []},
+}
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            'identities': {'type': 'list', 'elements': 'dict', 'required': True, 'options': IDENTITY_SPEC,
+                           'required_by': {'pkcs12_path': 'pkcs12_password'}},
+            'ca_certificate': {'type': 'str', 'required': True},
+            'revoked_serials': {'type': 'list', 'elements': 'str', 'default': []},
+            'users': {'type': 'list', 'elements': 'str'},
+            'homes': {'type': 'list', 'elements': 'path'},
+            'stores': {'type': 'list', 'elements': 'str', 'choices': list(STORES), 'default': list(STORES)},
+            'ca_nickname': {'type': 'str'},
+            'ca_trust': {'type': 'str', 'default': 'T,,'},
+            'db_password': {'type': 'str', 'no_log': True},
+            'create_db': {'type': 'bool', 'default': True},
+            'firefox_certificate_selection': {'type': 'str', 'default': 'auto',
+                                              'choices': ['auto', 'ask', 'unmanaged']},
+            'fail_on_problems': {'type': 'bool', 'default': True},
+        },
+        supports_check_mode=True,
+    )
+    require_cryptography(module)
+    params = module.params
+    certutil = module.get_bin_path('certutil', required=True)
+    pk12util = module.get_bin_path('pk12util', required=True)
+
+    def runner(args):
+        return module.run_command(args, environ_update={'LC_ALL': 'C', 'LANG': 'C'}, expand_user_and_vars=False)
+
+    def operation():
+        result = reconcile_host(
+            identities=params['identities'], ca_certificate=params['ca_certificate'],
+            revoked_serials=params['revoked_serials'], users=params['users'], homes=params['homes'],
+            stores=params['stores'], ca_nickname=params['ca_nickname'], ca_trust=params['ca_trust'],
+            db_password=params['db_password'], create_db=params['create_db'],
+            firefox_certificate_selection=params['firefox_certificate_selection'], check_mode=module.check_mode,
+            runner=runner, certutil=certutil, pk12util=pk12util)
+        if params['fail_on_problems'] and result['summary']['problems']:
+            problems = ['%s %s: %s' % (s['store'], s['path'], p) for s in result['stores'] for p in s['problems']]
+            if not module._diff:
+                result.pop('diff', None)
+            module.fail_json(msg='%d store(s) could not be reconciled: %s'
+                             % (result['summary']['with_problems'], '; '.join(problems)), **result)
+        return result
+
+    run(module, operation)
+
+
+if __name__ == '__main__':
+    main()
