@@ -35,7 +35,7 @@ and on the crl store (100,000 entries):
   publish      publish_crl() after one more revocation (full path: integrity check, list read, sign, write)
   unchanged    publish_crl() with nothing changed, crl store against the small store (O(1) in the entries)
 
-PostgreSQL runs on a throw-away cluster (tests/unit/plugins/module_utils/store/postgresql_server.py; fsync=off,
+PostgreSQL runs on a throw-away cluster (tests/support/postgresql_server.py; fsync=off,
 Unix socket); it is skipped with the reason when the server binaries or psycopg are missing. Until ManagedCA takes
 a store URL, the PostgreSQL case opens ManagedCA on a CA directory and replaces its store with the PostgreSQL store
 holding the same CA's meta (fingerprint, key-wrap salt, settings).
@@ -63,7 +63,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 RESULTS = os.path.join(REPO, 'bench', 'results')
 sys.path.insert(0, os.path.join(REPO, '.build', 'collections'))
-sys.path.insert(0, os.path.join(REPO, 'tests', 'unit', 'plugins', 'module_utils', 'store'))
+sys.path.insert(0, os.path.join(REPO, 'tests', 'support'))  # the test suite's PostgreSQL server
 
 # pylint: disable=wrong-import-position,import-error
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.keys import generate_private_key  # noqa: E402
