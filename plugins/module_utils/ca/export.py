@@ -235,7 +235,7 @@ def export_many(ca, *, batch, dest_dir, password=None, generate_passwords=False,
         files_changed = _batch_item_changed(item, rounds, encryption, chain_fingerprints, password,
                                             generate_passwords)
         item['changed'] = folder_changed or files_changed
-    changed = any(item['changed'] for item in items)
+    changed = any(item['changed'] for item in items)  # an empty batch changes nothing, not even the folder
     result = {'changed': changed, 'dest_dir': dest_dir, 'format': format, 'encryption': encryption,
               'iterations': rounds, 'includes_chain': bool(chain), 'generate_passwords': bool(generate_passwords),
               'exports': [_batch_result(item, generate_passwords) for item in items]}
@@ -287,8 +287,8 @@ def _check_batch_options(*, format, encryption, dest_dir, password, generate_pas
 
 
 def _batch_list(batch) -> list:
-    if not isinstance(batch, (list, tuple)) or not batch:
-        raise InputError('must be a non-empty list of items with identity or serial', 'batch')
+    if not isinstance(batch, (list, tuple)):
+        raise InputError('must be a list of items with identity or serial', 'batch')
     return list(batch)
 
 

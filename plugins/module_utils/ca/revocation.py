@@ -47,12 +47,12 @@ def revoke(ca, *, serial=None, identity=None, which=None, reason='unspecified', 
 
 def revoke_many(ca, *, serials=None, identities=None, which=None, reason='unspecified', check_mode=False) -> dict:
     """Revoke many certificates in one transaction: each serial of ``serials``, and the certificates of each
-    identity of ``identities`` chosen by ``which``. Every item is validated and looked up before anything is
+    identity of ``identities`` chosen by ``which`` (empty lists: nothing to do). Every item is validated and looked up before anything is
     revoked; a bad item anywhere fails the whole call, naming its field (``serials[2]``), and revokes nothing."""
     reason = validate_reason(reason)
-    if not serials and not identities:
-        raise InputError('give serials, identities or both (a non-empty list)', 'serials')
-    if which is not None and not identities:
+    if serials is None and identities is None:
+        raise InputError('give serials, identities or both (empty lists revoke nothing)', 'serials')
+    if which is not None and identities is None:
         raise InputError('applies to identities, not to serials', 'which')
     which = _which(which)
     items = [_item('serials[%d]' % index, serial=value) for index, value in enumerate(_as_list(serials, 'serials'))]

@@ -152,7 +152,6 @@ def test_check_mode_writes_nothing_and_predicts(fleet, tmp_path):
 
 
 @pytest.mark.parametrize('params, error, field', [
-    ({'batch': []}, InputError, 'batch'),
     ({'batch': 'alice'}, InputError, 'batch'),
     ({'batch': [{'identity': 'alice'}, 'bob']}, InputError, 'batch[1]'),
     ({'batch': [{'identity': 'alice'}, {'identity': 'bob', 'serial': 'AB'}]}, InputError, 'batch[1]'),
@@ -219,3 +218,10 @@ def test_chain_is_in_every_file(fleet, tmp_path):
     ca_certificate = x509.load_pem_x509_certificate(open(ca.file('ca.pem'), 'rb').read())
     assert [c.certificate for c in loaded.additional_certs] == [ca_certificate]
     assert result['includes_chain'] is True
+
+
+def test_empty_batch_is_nothing_to_do(fleet, tmp_path):
+    ca, _serials = fleet
+    result = _export_many(ca, batch=[], dest_dir=str(tmp_path / 'out'), generate_passwords=True)
+    assert result['changed'] is False and result['exports'] == []
+    assert not (tmp_path / 'out').exists()

@@ -74,7 +74,6 @@ def test_check_mode_predicts_and_changes_nothing(renewed):
     ({'serials': ['{alice}'], 'which': 'all'}, InputError, 'which'),
     ({'serials': ['{alice}'], 'reason': 'boredom'}, InputError, 'reason'),
     ({'serials': '{alice}'}, InputError, 'serials'),
-    ({'serials': []}, InputError, 'serials'),
     ({}, InputError, 'serials'),
 ])
 def test_bad_item_anywhere_revokes_nothing(renewed, params, error, field):
@@ -104,3 +103,11 @@ def test_single_revoke_keeps_its_fields(renewed):
     with pytest.raises(InputError) as err:
         ca.revoke(serial='zz')
     assert err.value.field == 'serial'
+
+
+def test_empty_lists_revoke_nothing(renewed):
+    ca, _old, _new = renewed
+    before = ca.snapshot()
+    result = _revoke_many(ca, serials=[], identities=[])
+    assert result['changed'] is False and result['revoked'] == [] and result['already_revoked'] == []
+    assert ca.snapshot() == before
