@@ -47,8 +47,9 @@ def revoke(ca, *, serial=None, identity=None, which=None, reason='unspecified', 
 
 def revoke_many(ca, *, serials=None, identities=None, which=None, reason='unspecified', check_mode=False) -> dict:
     """Revoke many certificates in one transaction: each serial of ``serials``, and the certificates of each
-    identity of ``identities`` chosen by ``which`` (empty lists: nothing to do). Every item is validated and looked up before anything is
-    revoked; a bad item anywhere fails the whole call, naming its field (``serials[2]``), and revokes nothing."""
+    identity of ``identities`` chosen by ``which`` (empty lists: nothing to do). Every item is validated and looked
+    up before anything is revoked; a bad item anywhere fails the whole call, naming its field (``serials[2]``), and
+    revokes nothing."""
     reason = validate_reason(reason)
     if serials is None and identities is None:
         raise InputError('give serials, identities or both (empty lists revoke nothing)', 'serials')
