@@ -26,7 +26,7 @@ description:
     folder must exist.
   - O(ca_passphrase) is needed when the key is exported; a certificate-only export does not use the CA key.
   - The result never contains key material or O(password).
-  - With O(batch), many certificates are exported in one call, one PKCS#12 file per item in O(dest_dir): the CA is
+  - With O(batch), many certificates are exported in one call, one PKCS#12 file per item in O(dest_dir). The CA is
     opened once, every item is looked up in one read of the store, and the exports are audited in one transaction.
     Every item is checked (and its held key unwrapped) before any file is written, so a bad item anywhere fails the
     call, naming it (for example C(batch[2].identity)), and nothing is written.

@@ -21,7 +21,7 @@ description:
   - Certificates that are already revoked are left alone and do not count as a change. Their original revocation
     time and reason are kept.
   - O(serials) and O(identities) revoke many certificates in one call and one store transaction, with the same rule
-    as O(serial) and O(identity) for each item. Every item is checked before anything is revoked: a bad item anywhere
+    as O(serial) and O(identity) for each item. Every item is checked before anything is revoked; a bad item anywhere
     (a malformed or unknown serial, an unknown identity) fails the call, naming it (for example C(serials[2])), and
     nothing is revoked. A certificate named twice is revoked once. Empty lists revoke nothing (C(changed=false)).
 author:
