@@ -276,8 +276,8 @@ def test_no_secret_in_any_output(ansible, work_dir, tmp_path):
     # The batch export's generated passwords (in files next to the PKCS#12 files), its files and their keys.
     batch_dir = bulk_dir / 'batch'
     assert stat.S_IMODE(os.stat(batch_dir).st_mode) == 0o700
-    assert sorted(path.name for path in batch_dir.iterdir()) == ['alice.p12', 'alice.p12.password', 'bob.p12',
-                                                                  'bob.p12.password']
+    batch_files = sorted(path.name for path in batch_dir.iterdir())
+    assert batch_files == ['alice.p12', 'alice.p12.password', 'bob.p12', 'bob.p12.password']
     for identity in ('alice', 'bob'):
         password = (batch_dir / ('%s.p12.password' % identity)).read_text().strip()
         forbidden['batch password of %s' % identity] = password

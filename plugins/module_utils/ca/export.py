@@ -302,8 +302,8 @@ def _batch_item(index: int, item) -> dict:
         raise InputError('must be a dictionary with identity or serial', field)
     unknown = sorted(set(item) - set(_BATCH_KEYS))
     if unknown:
-        raise InputError('unknown key%s %s (use %s)' % ('s' if len(unknown) > 1 else '', ', '.join(unknown),
-                                                         ', '.join(_BATCH_KEYS)), field)
+        raise InputError('unknown key%s %s (use %s)'
+                         % ('s' if len(unknown) > 1 else '', ', '.join(unknown), ', '.join(_BATCH_KEYS)), field)
     identity, serial = item.get('identity'), item.get('serial')
     if (identity is None) == (serial is None):
         raise InputError('give either identity or serial', field)
