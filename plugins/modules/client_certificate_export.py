@@ -26,6 +26,15 @@ description:
     folder must exist.
   - O(ca_passphrase) is needed when the key is exported; a certificate-only export does not use the CA key.
   - The result never contains key material or O(password).
+  - With O(batch), many certificates are exported in one call, one PKCS#12 file per item in O(dest_dir). The CA is
+    opened once, every item is looked up in one read of the store, and the exports are audited in one transaction.
+    Every item is checked (and its held key unwrapped) before any file is written, so a bad item anywhere fails the
+    call, naming it (for example C(batch[2].identity)), and nothing is written.
+  - With O(generate_passwords), each file of the batch gets its own one-time random password of 148 bits, written
+    next to it as C(<file>.password) (mode C(0600)), as M(certfleet.pki.client_certificate_requests) hands over its
+    passwords in a file. The passwords are never returned. Because such a password cannot be guessed, these files use
+    2048 PBKDF2 rounds, the rounds of M(certfleet.pki.client_certificate_requests), rather than the 600000 for a
+    password people choose. A later run reads the password file back, so an unchanged export is not rewritten.
 author:
   - certfleet.pki developers (@certfleet)
 extends_documentation_fragment:
@@ -33,7 +42,8 @@ extends_documentation_fragment:
   - certfleet.pki.ca.ATTRIBUTES
 attributes:
   check_mode:
-    description: Reads O(dest) and reports whether it would be written, without writing it.
+    description: Reads O(dest) (with O(batch), every file) and reports whether it would be written, without writing
+      it.
     support: full
   diff_mode:
     description: No diff is produced; the file holds secrets.
@@ -51,13 +61,54 @@ options:
   serial:
     description:
       - Serial number of the certificate to export, hexadecimal (colons, C(0x) and lower case are accepted).
-      - Mutually exclusive with O(identity); one of them is required.
+      - Mutually exclusive with O(identity) and O(batch); one of them is required.
     type: str
   identity:
     description:
       - Export the current certificate of this identity.
-      - Mutually exclusive with O(serial); one of them is required.
+      - Mutually exclusive with O(serial) and O(batch); one of them is required.
     type: str
+  batch:
+    description:
+      - Export many certificates in one call, one PKCS#12 file per item in O(dest_dir).
+      - Each item names the certificate by C(identity) (its current certificate) or C(serial), not both.
+      - Requires O(dest_dir) and either O(password) (one password for every file) or O(generate_passwords). Only
+        V(pkcs12); O(friendly_name) is set per item.
+      - An empty list exports nothing (C(changed=false)) and does not create O(dest_dir).
+      - Mutually exclusive with O(serial), O(identity) and O(dest).
+    type: list
+    elements: dict
+    version_added: 0.2.0
+    suboptions:
+      identity:
+        description: Export the current certificate of this identity.
+        type: str
+      serial:
+        description: Export the certificate with this serial number.
+        type: str
+      file:
+        description:
+          - The file name in O(dest_dir), letters, digits and C(. _ @ + -), not starting with a dot.
+          - Defaults to C(<identity>.p12). Two items writing one file are refused.
+        type: str
+      friendly_name:
+        description: The PKCS#12 friendly name. Defaults to the certificate's identity.
+        type: str
+  dest_dir:
+    description:
+      - With O(batch), the folder that receives the PKCS#12 files (and their password files). It is created with mode
+        C(0700) (its parent must exist), and an existing one is set to C(0700).
+      - Mutually exclusive with O(dest).
+    type: path
+    version_added: 0.2.0
+  generate_passwords:
+    description:
+      - With O(batch), protect each file with its own one-time random password, written to C(<file>.password)
+        next to it (mode C(0600)) and never returned. O(password) must not be given then.
+      - Unless O(iterations) is set, these files use 2048 PBKDF2 rounds.
+    type: bool
+    default: false
+    version_added: 0.2.0
   format:
     description:
       - V(pkcs12) a PKCS#12 (C(.p12)/C(.pfx)) file with the key, the certificate and (with O(include_chain)) the
@@ -69,14 +120,16 @@ options:
     choices: [pkcs12, pem, der]
     default: pkcs12
   dest:
-    description: The file to write on the CA host. Its folder must exist.
+    description:
+      - The file to write on the CA host. Its folder must exist.
+      - Required unless O(batch) is given (then O(dest_dir) is used).
     type: path
-    required: true
   password:
     description:
       - Protects the private key. Required and must not be empty whenever the key is exported (V(pkcs12), or
         V(pem) with O(include_key)).
       - Also used to read back an existing O(dest) to decide whether it is up to date.
+      - With O(batch), the password of every file, unless O(generate_passwords) is set.
     type: str
   encryption:
     description:
@@ -95,12 +148,13 @@ options:
   iterations:
     description:
       - PBKDF2 iteration count for the key of a PKCS#12 file, at least 1000. Ignored for V(pem) and V(der).
-      - When omitted, 600000 for V(modern) and 2048 for V(legacy).
+      - When omitted, 600000 for V(modern) and 2048 for V(legacy); with O(generate_passwords), 2048.
     type: int
   friendly_name:
     description:
       - The PKCS#12 friendly name (the label Windows and macOS show for the imported certificate).
       - Defaults to the certificate's identity. Ignored for V(pem) and V(der).
+      - Not with O(batch); give C(friendly_name) per item there.
     type: str
   include_chain:
     description: Include the CA certificate and any issuers above it (V(pkcs12) and V(pem); V(der) never has it).
@@ -166,12 +220,31 @@ EXAMPLES = r'''
         serial: 5F1B0C2D9E8A7B6C5D4E3F2A1B0C9D8E7F6A5B4C
         format: der
         dest: /var/lib/certfleet/export/5F1B0C2D.cer
+
+- name: The batch's PKCS#12 files, each with its own one-time password file, in one call
+  certfleet.pki.client_certificate_export:
+    ca_path: /var/lib/certfleet/ca
+    ca_passphrase: "{{ vault_ca_passphrase }}"
+    batch:
+      - identity: alice
+      - identity: bob
+        friendly_name: Bob Example (Example Org VPN)
+      - serial: 5F1B0C2D9E8A7B6C5D4E3F2A1B0C9D8E7F6A5B4C
+        file: kiosk-17.p12
+    dest_dir: /var/lib/certfleet/export/batch-1
+    generate_passwords: true
+  delegate_to: ca.example.org
+  register: batch_export
+
+- name: Each host's file and password are read from the paths the batch returned
+  ansible.builtin.set_fact:
+    my_p12: "{{ batch_export.exports | selectattr('identity', 'equalto', 'alice') | first }}"
 '''
 
 RETURN = r'''
 dest:
   description: The file written (or compared).
-  returned: always
+  returned: without O(batch)
   type: str
   sample: /var/lib/certfleet/export/alice.p12
 format:
@@ -181,25 +254,25 @@ format:
   sample: pkcs12
 serial:
   description: Serial number of the exported certificate, upper-case hex without colons.
-  returned: always
+  returned: without O(batch)
   type: str
   sample: 5F1B0C2D9E8A7B6C5D4E3F2A1B0C9D8E7F6A5B4C
 identity:
   description: The identity the certificate belongs to.
-  returned: always
+  returned: without O(batch)
   type: str
   sample: alice
 fingerprint_sha256:
   description: SHA-256 fingerprint of the certificate, upper-case hex without colons.
-  returned: always
+  returned: without O(batch)
   type: str
 fingerprint_sha1:
   description: SHA-1 fingerprint (the Windows certificate thumbprint), upper-case hex without colons.
-  returned: always
+  returned: without O(batch)
   type: str
 not_after:
   description: End of the certificate's validity, ISO 8601 UTC.
-  returned: always
+  returned: without O(batch)
   type: str
   sample: "2027-11-21T08:05:00Z"
 encryption:
@@ -214,14 +287,62 @@ iterations:
   sample: 600000
 includes_key:
   description: Whether the file holds the private key.
-  returned: always
+  returned: without O(batch)
   type: bool
   sample: true
 includes_chain:
-  description: Whether the file holds the CA chain.
+  description: Whether the file holds (with O(batch), the files hold) the CA chain.
   returned: always
   type: bool
   sample: true
+dest_dir:
+  description: With O(batch), the folder of the files.
+  returned: with O(batch)
+  type: str
+  sample: /var/lib/certfleet/export/batch-1
+generate_passwords:
+  description: With O(batch), whether each file has its own generated password file.
+  returned: with O(batch)
+  type: bool
+  sample: true
+exports:
+  description:
+    - With O(batch), one entry per item, in the order of O(batch). Never holds a password, a key or file content.
+    - In check mode, C(changed) tells whether the item's files would be written.
+  returned: with O(batch)
+  type: list
+  elements: dict
+  contains:
+    identity:
+      description: The identity the certificate belongs to.
+      type: str
+      sample: alice
+    serial:
+      description: Serial number of the exported certificate, upper-case hex without colons.
+      type: str
+      sample: 5F1B0C2D9E8A7B6C5D4E3F2A1B0C9D8E7F6A5B4C
+    dest:
+      description: The PKCS#12 file.
+      type: str
+      sample: /var/lib/certfleet/export/batch-1/alice.p12
+    password_file:
+      description: The file holding the PKCS#12 file's password with O(generate_passwords), else C(null).
+      type: str
+      sample: /var/lib/certfleet/export/batch-1/alice.p12.password
+    changed:
+      description: Whether this item's files were (in check mode, would be) written or had their mode fixed.
+      type: bool
+      sample: true
+    fingerprint_sha256:
+      description: SHA-256 fingerprint of the certificate, upper-case hex without colons.
+      type: str
+    fingerprint_sha1:
+      description: SHA-1 fingerprint (the Windows certificate thumbprint), upper-case hex without colons.
+      type: str
+    not_after:
+      description: End of the certificate's validity, ISO 8601 UTC.
+      type: str
+      sample: "2027-11-21T08:05:00Z"
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -240,7 +361,15 @@ def main():
             serial={'type': 'str'},
             identity={'type': 'str'},
             format={'type': 'str', 'default': 'pkcs12', 'choices': list(EXPORT_FORMATS)},
-            dest={'type': 'path', 'required': True},
+            batch={'type': 'list', 'elements': 'dict', 'options': {
+                'identity': {'type': 'str'},
+                'serial': {'type': 'str'},
+                'file': {'type': 'str'},
+                'friendly_name': {'type': 'str'},
+            }, 'mutually_exclusive': [('identity', 'serial')], 'required_one_of': [('identity', 'serial')]},
+            dest={'type': 'path'},
+            dest_dir={'type': 'path'},
+            generate_passwords={'type': 'bool', 'default': False, 'no_log': False},
             password={'type': 'str', 'no_log': True},
             encryption={'type': 'str', 'default': 'modern', 'choices': list(ENCRYPTIONS)},
             iterations={'type': 'int'},
@@ -248,8 +377,9 @@ def main():
             include_chain={'type': 'bool', 'default': True},
             include_key={'type': 'bool', 'no_log': False},
         ),
-        mutually_exclusive=[('serial', 'identity')],
-        required_one_of=[('serial', 'identity')],
+        mutually_exclusive=[('serial', 'identity', 'batch'), ('dest', 'dest_dir'), ('dest', 'batch')],
+        required_one_of=[('serial', 'identity', 'batch')],
+        required_by={'batch': 'dest_dir', 'dest_dir': 'batch'},
         supports_check_mode=True,
     )
     require_cryptography(module)
@@ -257,8 +387,18 @@ def main():
     # Only an export with the key needs the CA key (to unwrap the held key).
     with_key = params['include_key'] if params['include_key'] is not None else params['format'] == 'pkcs12'
 
+    if params['batch'] is None and params['generate_passwords']:
+        module.fail_json(msg='generate_passwords: applies to batch only; give password for a single export',
+                         field='generate_passwords')
+
     def operation():
         with ManagedCA(params['ca_path'], params['ca_passphrase'], unlock=with_key, store_url=params['ca_store']) as ca:
+            if params['batch'] is not None:
+                return ca.export_many(batch=params['batch'], dest_dir=params['dest_dir'], password=params['password'],
+                                      generate_passwords=params['generate_passwords'], format=params['format'],
+                                      encryption=params['encryption'], iterations=params['iterations'],
+                                      include_chain=params['include_chain'], friendly_name=params['friendly_name'],
+                                      check_mode=module.check_mode)
             return ca.export(serial=params['serial'], identity=params['identity'], format=params['format'],
                              dest=params['dest'], password=params['password'], encryption=params['encryption'],
                              friendly_name=params['friendly_name'], include_chain=params['include_chain'],

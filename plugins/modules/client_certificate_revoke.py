@@ -20,6 +20,10 @@ description:
     with M(certfleet.pki.crl) afterwards.
   - Certificates that are already revoked are left alone and do not count as a change. Their original revocation
     time and reason are kept.
+  - O(serials) and O(identities) revoke many certificates in one call and one store transaction, with the same rule
+    as O(serial) and O(identity) for each item. Every item is checked before anything is revoked; a bad item anywhere
+    (a malformed or unknown serial, an unknown identity) fails the call, naming it (for example C(serials[2])), and
+    nothing is revoked. A certificate named twice is revoked once. Empty lists revoke nothing (C(changed=false)).
 author:
   - certfleet.pki developers (@certfleet)
 extends_documentation_fragment:
@@ -41,19 +45,35 @@ options:
     description:
       - Serial number of the certificate to revoke, hexadecimal; colons, a C(0x) prefix, leading zeros and lower
         case are accepted (C(5f:1b:0c), C(0x5F1B0C)).
-      - Mutually exclusive with O(identity); one of them is required.
+      - Mutually exclusive with O(identity), O(serials) and O(identities); one of O(serial), O(identity),
+        O(serials) or O(identities) is required.
     type: str
   identity:
     description:
       - Revoke certificates of this identity, chosen by O(which).
-      - Mutually exclusive with O(serial); one of them is required.
+      - Mutually exclusive with O(serial), O(serials) and O(identities).
     type: str
+  serials:
+    description:
+      - Revoke each of these certificates, by serial number (spelled as for O(serial)), in one transaction.
+      - Can be combined with O(identities); mutually exclusive with O(serial) and O(identity).
+    type: list
+    elements: str
+    version_added: 0.2.0
+  identities:
+    description:
+      - Revoke the certificates of each of these identities chosen by O(which), in one transaction.
+      - Can be combined with O(serials); mutually exclusive with O(serial) and O(identity).
+    type: list
+    elements: str
+    version_added: 0.2.0
   which:
     description:
-      - Which certificates of O(identity) to revoke. Only valid with O(identity).
+      - Which certificates of O(identity) (or of each of O(identities)) to revoke. Only valid with O(identity) or
+        O(identities).
       - V(superseded) the certificates replaced by a renewal and pending revocation; V(current) the current
         certificate; V(all) every valid certificate of the identity, current and superseded.
-      - When omitted with O(identity), V(superseded) is used.
+      - When omitted with O(identity) or O(identities), V(superseded) is used.
     type: str
     choices: [superseded, current, all]
   reason:
@@ -109,6 +129,15 @@ EXAMPLES = r'''
         reason: cessation_of_operation
       loop: "{{ departed_users }}"
 
+    - name: The superseded certificates of the batch and two lost laptops' certificates, in one call
+      certfleet.pki.client_certificate_revoke:
+        identities: "{{ renewed_identities }}"
+        which: superseded
+        serials:
+          - 5F1B0C2D9E8A7B6C5D4E3F2A1B0C9D8E7F6A5B4C
+          - 0x7B7A71BC4E3E5505
+        reason: superseded
+
     - name: The CRL lists the revocations
       certfleet.pki.crl:
         dest: /var/www/pki/client-ca.crl
@@ -122,8 +151,8 @@ revoked:
   elements: str
   sample: ["5F1B0C2D9E8A7B6C5D4E3F2A1B0C9D8E7F6A5B4C"]
 already_revoked:
-  description: With O(serial), the serial when that certificate was already revoked (nothing was done); otherwise
-    empty.
+  description: With O(serial) or O(serials), the serials named that were already revoked (nothing was done for
+    them); otherwise empty.
   returned: always
   type: list
   elements: str
@@ -169,11 +198,13 @@ def main():
         argument_spec=ca_argument_spec(
             serial={'type': 'str'},
             identity={'type': 'str'},
+            serials={'type': 'list', 'elements': 'str'},
+            identities={'type': 'list', 'elements': 'str'},
             which={'type': 'str', 'choices': list(WHICH)},
             reason={'type': 'str', 'default': 'unspecified', 'choices': list(REVOCATION_REASONS)},
         ),
-        mutually_exclusive=[('serial', 'identity')],
-        required_one_of=[('serial', 'identity')],
+        mutually_exclusive=[('serial', 'identity', 'serials'), ('serial', 'identity', 'identities')],
+        required_one_of=[('serial', 'identity', 'serials', 'identities')],
         supports_check_mode=True,
     )
     require_cryptography(module)
@@ -181,6 +212,9 @@ def main():
 
     def operation():
         with ManagedCA(params['ca_path'], params['ca_passphrase'], store_url=params['ca_store']) as ca:
+            if params['serials'] is not None or params['identities'] is not None:
+                return ca.revoke_many(serials=params['serials'], identities=params['identities'],
+                                      which=params['which'], reason=params['reason'], check_mode=module.check_mode)
             return ca.revoke(serial=params['serial'], identity=params['identity'], which=params['which'],
                              reason=params['reason'], check_mode=module.check_mode)
 

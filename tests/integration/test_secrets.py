@@ -127,6 +127,24 @@ PLAYBOOK = '''---
       diff: true
       register: reconciled
 
+    - name: A batch is exported with one-time passwords generated per file
+      certfleet.pki.client_certificate_export:
+        batch:
+          - identity: alice
+          - identity: bob
+        dest_dir: "{{ bulk_dir }}/batch"
+        generate_passwords: true
+      register: export_batch
+
+    - name: The batch again (unchanged; the comparison reads the password files)
+      certfleet.pki.client_certificate_export:
+        batch:
+          - identity: alice
+          - identity: bob
+        dest_dir: "{{ bulk_dir }}/batch"
+        generate_passwords: true
+      register: export_batch_again
+
     - name: Somebody types a wrong CA passphrase
       certfleet.pki.client_certificate_export:
         identity: alice
@@ -178,6 +196,8 @@ PLAYBOOK = '''---
         - "{{ export_pem }}"
         - "{{ export_cert }}"
         - "{{ export_again }}"
+        - "{{ export_batch }}"
+        - "{{ export_batch_again }}"
         - "{{ wrong }}"
         - "{{ revoked }}"
         - "{{ crl }}"
@@ -193,6 +213,8 @@ PLAYBOOK = '''---
           - renewed.action == 'renewed'
           - export_modern is changed and export_legacy is changed and export_pem is changed
           - export_again is not changed
+          - export_batch is changed and export_batch.exports | length == 2
+          - export_batch_again is not changed
           - wrong is failed
           - revoked.revoked == [renewed.previous_serial]
           - crl.revoked_count == 1
@@ -281,6 +303,22 @@ def test_no_secret_in_any_output(ansible, work_dir, tmp_path):
             forbidden['bulk %s key line %d' % (identity, number)] = line
         assert stat.S_IMODE(os.stat(bulk_out[0] / file_name).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(bulk_out[0]).st_mode) == 0o700
+    # The batch export's generated passwords (in files next to the PKCS#12 files), its files and their keys.
+    batch_dir = bulk_dir / 'batch'
+    assert stat.S_IMODE(os.stat(batch_dir).st_mode) == 0o700
+    batch_files = sorted(path.name for path in batch_dir.iterdir())
+    assert batch_files == ['alice.p12', 'alice.p12.password', 'bob.p12', 'bob.p12.password']
+    for identity in ('alice', 'bob'):
+        password = (batch_dir / ('%s.p12.password' % identity)).read_text().strip()
+        forbidden['batch password of %s' % identity] = password
+        data = (batch_dir / ('%s.p12' % identity)).read_bytes()
+        for number, chunk in enumerate(_b64_chunks(data)):
+            forbidden['batch %s.p12 base64 chunk %d' % (identity, number)] = chunk
+        parsed = pkcs12.load_pkcs12(data, password.encode())
+        for number, line in enumerate(_pem_body_lines(_private_key_pem(parsed.key))):
+            forbidden['batch %s key line %d' % (identity, number)] = line
+        for name in ('%s.p12' % identity, '%s.p12.password' % identity):
+            assert stat.S_IMODE(os.stat(batch_dir / name).st_mode) == 0o600, name
     ca_key_pem = (ca_dir / 'ca.key').read_bytes()
     for number, line in enumerate(_pem_body_lines(ca_key_pem)):
         forbidden['CA key file line %d' % number] = line
@@ -310,7 +348,7 @@ def test_no_secret_in_any_output(ansible, work_dir, tmp_path):
             if value in text:
                 leaks.append('%s in %s' % (name, place))
     for name, value in forbidden.items():
-        if name in passwords or 'key line' in name or 'bulk password' in name:
+        if name in passwords or 'key line' in name or 'bulk password' in name or 'batch password' in name:
             if value.encode('ascii') in raw_store:
                 leaks.append('%s in the raw state.db' % name)
     assert not leaks, 'secrets leaked: %s' % ', '.join(leaks[:20])

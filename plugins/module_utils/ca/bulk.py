@@ -675,8 +675,9 @@ class BulkRequest:
 
 
 # PBKDF2 rounds for files protected by a generated password. The rounds slow down guessing of a password a person
-# chose; a 148-bit random password cannot be guessed at any round count, so bulk files use OpenSSL's default
-# instead of the 600,000 rounds client_certificate_export applies to chosen passwords.
+# chose; a 148-bit random password cannot be guessed at any round count, so bulk files (and the batch exports of
+# client_certificate_export with generate_passwords, which use new_password too) use OpenSSL's default instead of
+# the 600,000 rounds client_certificate_export applies to chosen passwords.
 BULK_ITERATIONS = {'modern': 2048, 'legacy': 2048}
 
 

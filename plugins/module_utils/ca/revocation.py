@@ -37,44 +37,107 @@ def revoke(ca, *, serial=None, identity=None, which=None, reason='unspecified', 
     if (serial is None) == (identity is None):
         raise InputError('give either serial or identity (with which)', 'serial' if serial else 'identity')
     if serial is not None:
-        serial = normalize_serial(serial)
         if which is not None:
             raise InputError('applies to identity, not to serial', 'which')
+        items = [_item('serial', serial=serial)]
     else:
-        identity = validate_identity(identity)
-        which = which or 'superseded'
-        if which not in WHICH:
-            raise InputError('unknown value %r (use superseded, current or all)' % which, 'which')
+        items = [_item('identity', identity=identity, which=_which(which))]
+    return _revoke_items(ca, items, reason, check_mode)
+
+
+def revoke_many(ca, *, serials=None, identities=None, which=None, reason='unspecified', check_mode=False) -> dict:
+    """Revoke many certificates in one transaction: each serial of ``serials``, and the certificates of each
+    identity of ``identities`` chosen by ``which`` (empty lists: nothing to do). Every item is validated and looked
+    up before anything is revoked; a bad item anywhere fails the whole call, naming its field (``serials[2]``), and
+    revokes nothing."""
+    reason = validate_reason(reason)
+    if serials is None and identities is None:
+        raise InputError('give serials, identities or both (empty lists revoke nothing)', 'serials')
+    if which is not None and identities is None:
+        raise InputError('applies to identities, not to serials', 'which')
+    which = _which(which)
+    items = [_item('serials[%d]' % index, serial=value) for index, value in enumerate(_as_list(serials, 'serials'))]
+    items += [_item('identities[%d]' % index, identity=value, which=which)
+              for index, value in enumerate(_as_list(identities, 'identities'))]
+    return _revoke_items(ca, items, reason, check_mode)
+
+
+def _as_list(value, field: str) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise InputError('must be a list', field)
+    return list(value)
+
+
+def _which(which) -> str:
+    which = which or 'superseded'
+    if which not in WHICH:
+        raise InputError('unknown value %r (use superseded, current or all)' % which, 'which')
+    return which
+
+
+def _item(field: str, *, serial=None, identity=None, which=None) -> dict:
+    """One thing to revoke, validated: a serial (``which`` None), or an identity with its ``which``; ``field``
+    names it in errors."""
+    if which is None:
+        return {'field': field, 'serial': normalize_serial(serial, field), 'identity': None, 'which': None}
+    return {'field': field, 'serial': None, 'identity': validate_identity(identity, field), 'which': which}
+
+
+def _revoke_items(ca, items: list, reason: str, check_mode: bool) -> dict:
+    """The one revocation path, for one item or many: decide every item from one snapshot, then revoke all
+    targets in one write transaction that decides again under the lock."""
     now = ca.clock()
     with ca.store.read():
-        targets = _valid_targets(ca.store, serial, identity, which)
+        targets, already = _decide_all(ca.store, items)
     if not targets or check_mode:
-        already = [serial] if serial is not None and not targets else []
         return {'changed': bool(targets), 'revoked': [r.serial for r in targets], 'already_revoked': already,
                 'reason': reason, 'certificates': [dict(r.to_result(now), status='revoked') for r in targets]}
     with ca.store.write():
-        targets = _valid_targets(ca.store, serial, identity, which)  # re-read under the write lock
+        targets, already = _decide_all(ca.store, items)  # re-read under the write lock
         commit_revoked(ca.store, targets, now, reason)
         revoked = [ca.store.get(r.serial) for r in targets]
-    return {'changed': bool(targets), 'revoked': [r.serial for r in targets], 'already_revoked': [],
+    return {'changed': bool(targets), 'revoked': [r.serial for r in targets], 'already_revoked': already,
             'reason': reason, 'certificates': [r.to_result(now) for r in revoked]}
 
 
-def _valid_targets(store, serial, identity, which) -> list:
-    if serial is not None:
-        record = store.get(serial)
+def _decide_all(store, items: list) -> tuple:
+    """(records to revoke, without repeats; serials named by an item that were already revoked)."""
+    targets, already, seen = [], [], set()
+    for item in items:
+        code, records = _decide(store, item)
+        if code == ALREADY_REVOKED:
+            already += [r.serial for r in records if r.serial not in already]
+        for record in records if code == REVOKE else []:
+            if record.serial not in seen:
+                seen.add(record.serial)
+                targets.append(record)
+    return targets, already
+
+
+# What one item comes to: its valid certificates are revoked, it names a certificate that is already revoked, or
+# the identity has no valid certificate that ``which`` selects.
+REVOKE, ALREADY_REVOKED, NOTHING_SELECTED = 'revoke', 'already_revoked', 'nothing_selected'
+
+
+def _decide(store, item: dict) -> tuple:
+    """(code, records) for one item: the single rule of which certificates a serial or an identity means."""
+    field = item['field']
+    if item['serial'] is not None:
+        record = store.get(item['serial'])
         if record is None:
-            raise NotFoundError('no certificate with serial %s was issued by this CA' % serial, 'serial')
-        records = [record]
-    else:
-        records = store.find(identity=identity)
-        if not records:
-            raise NotFoundError('no certificate was issued to identity %r' % identity, 'identity')
-        if which == 'superseded':
-            records = [r for r in records if r.pending_revocation]
-        elif which == 'current':
-            records = [r for r in records if r.is_current]
-    return [r for r in records if r.status == 'valid']
+            raise NotFoundError('no certificate with serial %s was issued by this CA' % item['serial'], field)
+        return (REVOKE, [record]) if record.status == 'valid' else (ALREADY_REVOKED, [record])
+    records = store.find(identity=item['identity'])
+    if not records:
+        raise NotFoundError('no certificate was issued to identity %r' % item['identity'], field)
+    if item['which'] == 'superseded':
+        records = [r for r in records if r.pending_revocation]
+    elif item['which'] == 'current':
+        records = [r for r in records if r.is_current]
+    valid = [r for r in records if r.status == 'valid']
+    return (REVOKE, valid) if valid else (NOTHING_SELECTED, [])
 
 
 # -- CRL ------------------------------------------------------------------------------------------------------------

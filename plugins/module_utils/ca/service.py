@@ -185,6 +185,9 @@ class ManagedCA:
     def revoke(self, **options) -> dict:
         return revocation.revoke(self, **options)
 
+    def revoke_many(self, **options) -> dict:
+        return revocation.revoke_many(self, **options)
+
     def publish_crl(self, **options) -> dict:
         return revocation.publish_crl(self, **options)
 
@@ -199,6 +202,9 @@ class ManagedCA:
 
     def export(self, **options) -> dict:
         return export_lib.export(self, **options)
+
+    def export_many(self, **options) -> dict:
+        return export_lib.export_many(self, **options)
 
 
 def _verb(action: str) -> str:
