@@ -350,6 +350,53 @@ pending_revocation:
     current_serial:
       description: The certificate that replaced them.
       type: str
+records:
+  description:
+    - With O(requests), for each requested identity that has a current certificate, what a store on a host should
+      hold of it, in the form M(certfleet.pki.endpoint_reconcile) takes (O(certfleet.pki.endpoint_reconcile#module:identities)
+      entries; the filter C(certfleet.pki.fleet_reconcile_identities) builds them for a host).
+    - Keyed by identity. Certificates only, never keys.
+  returned: when O(requests) is given
+  type: dict
+  sample:
+    alice:
+      serial: 5A1F0C
+      fingerprint_sha256: 3E7A...
+      not_after: '2027-11-30T12:00:00Z'
+      key_status: held
+      superseded_serials: [1B2C3D]
+      superseded_fingerprints_sha256: [9F0E...]
+      revoked_serials: [1B2C3D]
+  contains:
+    serial:
+      description: The current certificate's serial.
+      type: str
+    fingerprint_sha256:
+      description: Its SHA-256 fingerprint.
+      type: str
+    not_after:
+      description: Its expiry, ISO 8601 UTC.
+      type: str
+    key_status:
+      description: Whether the CA still holds its key (C(held)), so that it can be exported again to a store that
+        lost it; C(purged) or C(endpoint) (the key never left its host) otherwise.
+      type: str
+    superseded_serials:
+      description: The identity's other certificates (they leave the stores once the current one is there).
+      type: list
+      elements: str
+    superseded_fingerprints_sha256:
+      description: Their SHA-256 fingerprints.
+      type: list
+      elements: str
+    revoked_serials:
+      description: Those of them that are revoked (removed from a store wherever found).
+      type: list
+      elements: str
+ca_certificate:
+  description: With O(requests), the CA's certificate (PEM), to tell its certificates from others in the stores.
+  returned: when O(requests) is given
+  type: str
 up_to_date:
   description: With O(requests), identities that need nothing.
   returned: when O(requests) is given

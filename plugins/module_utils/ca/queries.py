@@ -95,9 +95,12 @@ def plan(ca, requests: list, renew_before=RENEW_BEFORE) -> dict:
     installed = {(d['identity'], d['host']): d['serial'] for d in deployed}
     carriers = _carriers(requests, wanted)
     due, pending, up_to_date, work = [], [], [], []
+    records = {}
     for identity, candidate in sorted(wanted.items()):
         history = by_identity.get(identity, [])
         current = next((r for r in history if r.is_current), None)
+        if current is not None:
+            records[identity] = store_record(current, history, now)
         decision = decide(current, candidate, now, bool(history))
         hosts = carriers.get(identity, [])
         if decision.action != 'none':
@@ -118,10 +121,22 @@ def plan(ca, requests: list, renew_before=RENEW_BEFORE) -> dict:
         if decision.action == 'none' and not old and not waiting:
             up_to_date.append(identity)
     return {'changed': False, 'due': due, 'pending_revocation': pending, 'up_to_date': up_to_date, 'work': work,
-            'invalid': invalid,
+            'invalid': invalid, 'records': records, 'ca_certificate': ca.authority.certificate_pem(),
             'counts': {'requested': len(requests), 'identities': len(wanted), 'due': len(due),
                        'pending_revocation': len(pending), 'up_to_date': len(up_to_date), 'host_work': len(work),
                        'invalid': len(invalid)}}
+
+
+def store_record(current, history: list, now) -> dict:
+    """What a store on a host should hold of an identity, as ``endpoint_reconcile`` takes it: the current
+    certificate, the identity's other certificates (``lifecycle.superseded``: they leave the stores) and, among
+    them, the revoked ones (removed wherever found, whichever identity a store attributes them to)."""
+    older = superseded(history, now)
+    return {'serial': current.serial, 'fingerprint_sha256': current.fingerprint_sha256,
+            'not_after': to_iso(current.not_after), 'key_status': current.key_status,
+            'superseded_serials': [entry['serial'] for entry in older],
+            'superseded_fingerprints_sha256': [entry['fingerprint_sha256'] for entry in older],
+            'revoked_serials': [entry['serial'] for entry in older if entry['status'] == 'revoked']}
 
 
 def _wanted_by_identity(ca, requests: list, renew_before) -> tuple:

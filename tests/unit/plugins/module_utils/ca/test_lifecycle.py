@@ -10,7 +10,7 @@ import inspect
 
 import pytest
 
-from ansible_collections.certfleet.pki.plugins.filter.fleet import fleet_due_requests
+from ansible_collections.certfleet.pki.plugins.filter.fleet import fleet_due_requests, fleet_reconcile
 from ansible_collections.certfleet.pki.plugins.module_utils.ca import lifecycle, queries, service
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.bulk import BulkInputError, BulkRequest
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import parse_renew_window
@@ -144,3 +144,30 @@ def test_commits_write_supersede_link_audit_and_revoke_once(make_ca):
     entry = [e for e in ca.audit() if e['action'] == 'revoke'][-1]
     assert entry['detail'] == {'request': 'test', 'reason': 'superseded', 'was_current': False,
                                'was_pending_revocation': True}
+
+
+def test_plan_records_what_each_store_should_hold_and_the_filter_splits_by_store_set(make_ca):
+    ca = make_ca('records')
+    first = ca.ensure('hana')
+    second = ca.ensure('hana', force=True)  # the first is superseded, still valid
+    ca.revoke(serial=first['serial'], reason='superseded')
+    ca.ensure('ivan')
+    requests = [{'identity': name, 'subject': {'CN': name}, 'key_type': 'ec-p256', 'host': 'h1'}
+                for name in ('hana', 'ivan', 'nobody')]
+    plan = _plan(ca, requests)
+    record = plan['records']['hana']
+    assert record['serial'] == second['serial'] and record['fingerprint_sha256'] == second['fingerprint_sha256']
+    assert record['superseded_serials'] == [first['serial']] and record['revoked_serials'] == [first['serial']]
+    assert record['superseded_fingerprints_sha256'] == [first['fingerprint_sha256']]
+    assert record['key_status'] == 'held' and 'nobody' not in plan['records']
+    assert plan['ca_certificate'].startswith('-----BEGIN CERTIFICATE-----')
+    assert 'PRIVATE' not in str(plan)
+    host_identities = [{'identity': 'hana', 'stores': ['firefox', 'macos_keychain'], 'homes': ['/home/h']},
+                       {'identity': 'ivan', 'stores': ['chromium'], 'homes': ['/home/h']},
+                       {'identity': 'nobody', 'stores': ['firefox'], 'homes': ['/home/h']},  # no certificate yet
+                       {'identity': 'ivan', 'stores': ['windows_store']}]  # not an NSS store
+    calls = fleet_reconcile(host_identities, plan)
+    assert [(call['stores'], [i['identity'] for i in call['identities']]) for call in calls] == [
+        (['chromium'], ['ivan']), (['firefox'], ['hana'])]  # a store only gets the identities meant for it
+    assert calls[1]['revoked_serials'] == [first['serial']] and calls[0]['revoked_serials'] == []
+    assert calls[1]['homes'] == ['/home/h'] and calls[1]['users'] == []
