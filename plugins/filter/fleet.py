@@ -121,7 +121,7 @@ def fleet_drift(first, second, plan):
                 'store': store.get('store'), 'user': store.get('user'), 'path': store.get('path'),
                 'missing': list(store.get('missing', [])),
                 'restored': list(store.get('imported', [])) + list(again.get('imported', [])),
-                'still_missing': [name for name in again.get('missing', store.get('missing', []))],
+                'still_missing': list(again.get('missing', store.get('missing', []))),
                 'missing_key_not_held': [name for name in store.get('missing', [])
                                          if (records.get(name) or {}).get('key_status') != 'held'],
                 'removed_revoked': [r for r in removed if r.get('reason') == 'revoked'],

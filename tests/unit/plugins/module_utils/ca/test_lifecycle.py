@@ -6,11 +6,14 @@ plan mode, bulk requests)."""
 
 from __future__ import annotations
 
+import base64
 import inspect
 
 import pytest
 
-from ansible_collections.certfleet.pki.plugins.filter.fleet import fleet_due_requests, fleet_reconcile
+from ansible_collections.certfleet.pki.plugins.filter.fleet import (
+    fleet_drift, fleet_drift_totals, fleet_due_requests, fleet_reconcile, fleet_reconcile_pkcs12,
+)
 from ansible_collections.certfleet.pki.plugins.module_utils.ca import lifecycle, queries, service
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.bulk import BulkInputError, BulkRequest
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import parse_renew_window
@@ -171,3 +174,32 @@ def test_plan_records_what_each_store_should_hold_and_the_filter_splits_by_store
         (['chromium'], ['ivan']), (['firefox'], ['hana'])]  # a store only gets the identities meant for it
     assert calls[1]['revoked_serials'] == [first['serial']] and calls[0]['revoked_serials'] == []
     assert calls[1]['homes'] == ['/home/h'] and calls[1]['users'] == []
+
+
+def test_drift_of_a_host_from_its_reconcile_results():
+    plan = {'records': {'alice': {'key_status': 'held'}, 'bob': {'key_status': 'purged'}}}
+    first = [{'stores': [
+        {'store': 'firefox', 'path': '/h/p1', 'missing': ['alice', 'bob'], 'imported': [], 'foreign': [{'serial': 'F'}],
+         'removed': [{'reason': 'revoked', 'serial': '1'}, {'reason': 'superseded', 'serial': '2'}], 'problems': []},
+        {'store': 'chromium', 'path': '/h/nssdb', 'missing': [], 'imported': [], 'removed': [], 'problems': []}]}]
+    second = [{'stores': [{'store': 'firefox', 'path': '/h/p1', 'missing': ['bob'], 'imported': ['alice'],
+                           'removed': [], 'problems': []}]}]
+    drift = fleet_drift(first, second, plan)
+    firefox = drift['stores'][0]
+    assert firefox['restored'] == ['alice'] and firefox['still_missing'] == ['bob']
+    assert firefox['missing_key_not_held'] == ['bob'] and [r['serial'] for r in firefox['removed_revoked']] == ['1']
+    assert drift['summary'] == {'missing': 2, 'restored': 1, 'still_missing': 1, 'removed_revoked': 1,
+                                'removed_superseded': 1, 'foreign': 1, 'unclaimed': 0, 'problems': 0, 'stores': 2,
+                                'drift': True}
+    clean = fleet_drift([{'stores': [first[0]['stores'][1]]}], [], plan)['summary']
+    assert clean['drift'] is False
+    totals = fleet_drift_totals([drift['summary'], clean])
+    assert totals['hosts_with_drift'] == 1 and totals['restored'] == 1 and totals['stores'] == 3
+
+
+def test_the_one_time_passwords_reach_only_their_identities():
+    exports = [{'identity': 'alice', 'dest': '/ca/tmp/batch/alice.p12'}]
+    passwords = [{'content': base64.b64encode(b'one-time\n').decode()}]
+    given = fleet_reconcile_pkcs12([{'identity': 'alice'}, {'identity': 'bob'}], exports, passwords, '/t')
+    assert given == [{'identity': 'alice', 'pkcs12_path': '/t/alice.p12', 'pkcs12_password': 'one-time'},
+                     {'identity': 'bob'}]
