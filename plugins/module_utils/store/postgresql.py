@@ -545,7 +545,7 @@ class PostgreSQLStore(CertificateStore):
         are verified on each page read), and check the schema's tables are all there."""
         self._check_tables()
         for table in sorted(REQUIRED_TABLES):
-            self._exec('SELECT COUNT(*), SUM(length(t::text)) FROM %s AS t' % table)
+            self._exec("SELECT COUNT(*), SUM(pg_column_size(t.*)) FROM %s AS t" % table)
 
     # -- meta -------------------------------------------------------------------------------------------------
     def get_meta(self, key: str, default=None):

@@ -8,6 +8,7 @@ test_contract.py."""
 from __future__ import annotations
 
 import datetime
+import secrets
 
 import pytest
 
@@ -226,3 +227,29 @@ def test_deferred_writes_keep_their_order_and_fail_their_transaction(store):
     with store.read():
         assert [entry['outcome'] for entry in store.audit_entries()] == ['ok']
         assert store.get('A2') is None and store.get_meta('number') == 2
+
+
+def test_the_integrity_check_reads_values_kept_out_of_line(postgresql_server, postgresql_database, url, store):
+    """A value too large for its row lives in the table's TOAST relation: damage there is found too."""
+    with store.write():
+        store.append_audit(NOW, 'big', None, [], 'ok', {'blob': secrets.token_hex(20000)})  # 40 kB: kept out of line
+    with postgresql_server.admin(postgresql_database) as conn:
+        toast = conn.execute("SELECT reltoastrelid::regclass::text FROM pg_class "
+                             "WHERE oid = 'certfleet.audit'::regclass").fetchone()[0]
+    path = postgresql_server.file_of(postgresql_database, toast)
+    store.close()
+    postgresql_server.halt()
+    try:
+        with open(path, 'r+b') as handle:
+            handle.seek(2048)
+            handle.write(b'\xde\xad\xbe\xef' * 256)
+    finally:
+        postgresql_server.resume()
+    damaged = PostgreSQLStore(url)
+    try:
+        with pytest.raises(StoreError) as err:
+            with damaged.read():
+                damaged.check_integrity()
+        assert err.value.code == 'store_damaged'
+    finally:
+        damaged.close()
