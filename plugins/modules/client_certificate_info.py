@@ -353,8 +353,9 @@ pending_revocation:
 records:
   description:
     - With O(requests), for each requested identity that has a current certificate, what a store on a host should
-      hold of it, in the form M(certfleet.pki.endpoint_reconcile) takes (O(certfleet.pki.endpoint_reconcile#module:identities)
-      entries; the filter C(certfleet.pki.fleet_reconcile_identities) builds them for a host).
+      hold of it, in the form M(certfleet.pki.endpoint_reconcile) takes for
+      O(certfleet.pki.endpoint_reconcile#module:identities) (the filter C(certfleet.pki.fleet_reconcile) builds
+      a host's calls from it).
     - Keyed by identity. Certificates only, never keys.
   returned: when O(requests) is given
   type: dict
