@@ -20,6 +20,10 @@ description:
     the key never leaves the endpoint.
   - The request is checked against the CA's issuance policy (see M(certfleet.pki.ca)) before anything is written.
     Subject attributes the policy fixes (C(required_subject)) are filled in when absent.
+  - With O(certificates) it ensures many identities in one call (one round trip to the CA host). Every entry is
+    validated first and a bad entry fails the whole call, naming it (C(certificates[3].subject)), before anything is
+    written; every entry is decided with the same rule as a single identity; and every new certificate is written
+    in one store transaction. The per-entry results are in RV(certificates), in the order of the entries.
   - The result never contains a private key.
 author:
   - certfleet.pki developers (@certfleet)
@@ -44,15 +48,64 @@ options:
     description:
       - The stable name the certificate belongs to, such as a user id or C(user@host).
       - An identity has at most one current certificate.
+      - Exactly one of O(identity) and O(certificates) is required.
     type: str
-    required: true
+  certificates:
+    description:
+      - Ensure many identities in one call instead of one task per identity.
+      - O(profile), O(key_type), O(valid_days), O(renew_before), O(renew), O(force) and O(key_retention) are the
+        defaults for the entries that do not set them.
+      - Every entry is validated before anything is written; an invalid entry or an identity given twice fails the
+        call and names the entry (for example C(certificates[3].subject)). Every new certificate is written in one
+        store transaction.
+      - Mutually exclusive with O(identity), O(subject), O(email), O(sans) and O(csr) (a batch entry is always
+        issued with a key the CA host generates).
+    type: list
+    elements: dict
+    version_added: 0.2.0
+    suboptions:
+      identity:
+        description: The identity, as O(identity).
+        type: str
+        required: true
+      subject:
+        description: Subject attributes, as O(subject).
+        type: dict
+      email:
+        description: The e-mail address added to the subjectAltName, as O(email).
+        type: str
+      sans:
+        description: subjectAltName entries, as O(sans).
+        type: list
+        elements: str
+      profile:
+        description: The certificate profile, as O(profile). Defaults to O(profile).
+        type: str
+        choices: [client, client_email, smartcard, client_email_smartcard]
+      key_type:
+        description: The key type the CA host generates, as O(key_type). Defaults to O(key_type).
+        type: str
+        choices: [rsa2048, rsa3072, rsa4096, ec-p256, ec-p384]
+      valid_days:
+        description: Lifetime of a newly issued certificate in days. Defaults to O(valid_days).
+        type: int
+      renew_before:
+        description: When to renew before expiry, as O(renew_before). Defaults to O(renew_before).
+        type: str
+      renew:
+        description: With V(false) a valid current certificate is kept, as O(renew). Defaults to O(renew).
+        type: bool
+      force:
+        description: Renew this entry even when its current certificate is fine. Defaults to O(force).
+        type: bool
   subject:
     description:
       - 'Subject attributes, for example C({CN: Alice Example, O: Example Org}).'
       - Known names are C(CN), C(O), C(OU), C(L), C(ST), C(C), C(DC), C(emailAddress), C(serialNumber), C(UID),
         C(GN), C(SN), C(title), C(street) (long forms such as C(commonName) work too). A value may be a list for
         attributes that repeat (C(OU), C(DC)).
-      - Required unless O(csr) is given, in which case the CSR's subject is used when this is omitted.
+      - Required with O(identity) unless O(csr) is given, in which case the CSR's subject is used when this is
+        omitted.
     type: dict
   email:
     description:
@@ -164,22 +217,46 @@ EXAMPLES = r'''
         identity: kiosk-17
         csr: "{{ lookup('ansible.builtin.file', 'csr/kiosk-17.csr') }}"
         valid_days: 90
+
+    - name: Every due identity of the fleet is issued or renewed in one call
+      certfleet.pki.client_certificate:
+        renew_before: 20%
+        certificates:
+          - identity: alice
+            subject:
+              CN: Alice Example
+            email: alice@example.org
+          - identity: kiosk-17
+            subject:
+              CN: kiosk-17
+            key_type: ec-p256
+            valid_days: 90
+          - identity: bob
+            subject:
+              CN: Bob Example
+            force: true
+      register: fleet_certs
+
+    - name: Show what the batch did
+      ansible.builtin.debug:
+        msg: "{{ fleet_certs.counts }}; renewed {{ fleet_certs.certificates | selectattr('action', 'eq', 'renewed')
+          | map(attribute='identity') | list }}"
 '''
 
 RETURN = r'''
 action:
   description: What happened, C(issued) (the identity had no current certificate), C(renewed), or C(none).
-  returned: always
+  returned: when O(identity) is given
   type: str
   sample: renewed
 reason:
   description: Why it issued or renewed (C(null) when nothing was done).
-  returned: always
+  returned: when O(identity) is given
   type: str
   sample: "expires at 2027-01-10T08:00:00Z, within renew_before 30d"
 reasons:
   description: The same reasons as a list.
-  returned: always
+  returned: when O(identity) is given
   type: list
   elements: str
 reason_code:
@@ -188,93 +265,151 @@ reason_code:
     - C(no_certificate), C(previous_revoked) (issued); C(force), C(expired), C(renew_window), C(subject_changed),
       C(sans_changed), C(profile_changed), C(key_changed), C(key_source_changed), C(key_type_changed) (renewed);
       C(up_to_date) or C(kept) (O(renew=false)) when nothing was done.
-  returned: always
+  returned: when O(identity) is given
   type: str
   sample: renew_window
 reason_codes:
   description: The code of every reason, in the order of RV(reasons).
-  returned: always
+  returned: when O(identity) is given
   type: list
   elements: str
   sample: [renew_window, sans_changed]
 identity:
   description: The identity.
-  returned: always
+  returned: when O(identity) is given
   type: str
   sample: alice
 serial:
   description: Serial number of the current certificate, upper-case hex without colons. C(null) in check mode when
     a certificate would be issued.
-  returned: always
+  returned: when O(identity) is given
   type: str
   sample: 5F1B0C2D9E8A7B6C5D4E3F2A1B0C9D8E7F6A5B4C
 previous_serial:
   description: The certificate this one replaced (pending revocation until revoked), if any.
-  returned: always
+  returned: when O(identity) is given
   type: str
 subject:
   description: The certificate's subject, RFC 4514.
-  returned: always
+  returned: when O(identity) is given
   type: str
   sample: CN=Alice Example,O=Example Org
 sans:
   description: The subjectAltName entries.
-  returned: always
+  returned: when O(identity) is given
   type: list
   elements: str
   sample: ["email:alice@example.org"]
 profile:
   description: The certificate profile.
-  returned: always
+  returned: when O(identity) is given
   type: str
 key_type:
   description: The key type of the certificate.
-  returned: always
+  returned: when O(identity) is given
   type: str
 not_before:
   description: Start of validity, ISO 8601 UTC.
-  returned: always
+  returned: when O(identity) is given
   type: str
   sample: "2026-11-21T08:00:00Z"
 not_after:
   description: End of validity, ISO 8601 UTC.
-  returned: always
+  returned: when O(identity) is given
   type: str
   sample: "2027-11-21T08:05:00Z"
 fingerprint_sha256:
   description: SHA-256 fingerprint, upper-case hex without colons.
-  returned: always
+  returned: when O(identity) is given
   type: str
 fingerprint_sha1:
   description: SHA-1 fingerprint (the Windows certificate thumbprint), upper-case hex without colons.
-  returned: always
+  returned: when O(identity) is given
   type: str
 certificate:
   description: The certificate, PEM.
-  returned: always
+  returned: when O(identity) is given
   type: str
 chain:
   description: The CA certificate and any issuers above it, PEM.
-  returned: always
+  returned: when O(identity) is given
   type: str
 issuer:
   description: Subject of the issuing CA, RFC 4514.
-  returned: always
+  returned: when O(identity) is given
   type: str
   sample: CN=Example Org Client CA,O=Example Org,C=DE
 issuer_cn:
   description: Common name of the issuing CA (for example for Chromium's AutoSelectCertificateForUrls filter).
-  returned: always
+  returned: when O(identity) is given
   type: str
   sample: Example Org Client CA
 key_status:
   description: C(held) (the CA host holds the key for export), C(purged) or C(endpoint) (issued from a CSR).
-  returned: when a certificate exists
+  returned: when O(identity) is given and a certificate exists
   type: str
 key_retain_until:
   description: When a held key will be purged, ISO 8601 UTC.
-  returned: when a certificate exists
+  returned: when O(identity) is given and a certificate exists
   type: str
+certificates:
+  description:
+    - One result per entry of O(certificates), in the same order, each with the keys of the single-identity result
+      (RV(identity), RV(action), RV(reason), RV(reasons), RV(reason_code), RV(reason_codes), RV(serial),
+      RV(previous_serial), RV(subject), RV(sans), RV(profile), RV(key_type), RV(not_before), RV(not_after),
+      RV(fingerprint_sha256), RV(fingerprint_sha1), RV(certificate), RV(chain), RV(issuer), RV(issuer_cn), and
+      RV(key_status) and RV(key_retain_until) when a certificate exists) and C(changed).
+    - No private key.
+  returned: when O(certificates) is given
+  type: list
+  elements: dict
+  contains:
+    identity:
+      description: The entry's identity.
+      type: str
+      sample: alice
+    changed:
+      description: Whether this entry was issued or renewed (would be, in check mode).
+      type: bool
+    action:
+      description: C(issued), C(renewed) or C(none), as RV(action).
+      type: str
+      sample: renewed
+    reason_code:
+      description: The leading reason, as RV(reason_code).
+      type: str
+      sample: renew_window
+    serial:
+      description: Serial number of the current certificate (C(null) in check mode when one would be issued).
+      type: str
+    previous_serial:
+      description: The certificate this one replaced, if any.
+      type: str
+    certificate:
+      description: The certificate, PEM (C(null) in check mode when one would be issued).
+      type: str
+  sample:
+    - identity: alice
+      changed: true
+      action: issued
+      reason_code: no_certificate
+      serial: 5F1B0C2D9E8A7B6C5D4E3F2A1B0C9D8E7F6A5B4C
+      previous_serial: null
+counts:
+  description: How many entries were issued, renewed and left unchanged (would be, in check mode).
+  returned: when O(certificates) is given
+  type: dict
+  contains:
+    issued:
+      description: Entries that got their first certificate (or one after the previous was revoked).
+      type: int
+    renewed:
+      description: Entries whose certificate was renewed.
+      type: int
+    unchanged:
+      description: Entries left as they were.
+      type: int
+  sample: {issued: 2, renewed: 1, unchanged: 40}
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -288,17 +423,33 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.ansible_glue 
     ca_argument_spec, require_cryptography, run,
 )
 
+KEY_TYPES = ['rsa2048', 'rsa3072', 'rsa4096', 'ec-p256', 'ec-p384']
+# A batch entry's options; those it omits (None) take the top-level options of BATCH_DEFAULTS.
+CERTIFICATE_OPTIONS = {
+    'identity': {'type': 'str', 'required': True},
+    'subject': {'type': 'dict'},
+    'email': {'type': 'str'},
+    'sans': {'type': 'list', 'elements': 'str'},
+    'profile': {'type': 'str', 'choices': list(PROFILES)},
+    'key_type': {'type': 'str', 'choices': KEY_TYPES},
+    'valid_days': {'type': 'int'},
+    'renew_before': {'type': 'str'},
+    'renew': {'type': 'bool'},
+    'force': {'type': 'bool'},
+}
+BATCH_DEFAULTS = ('profile', 'key_type', 'valid_days', 'renew_before', 'key_retention', 'renew', 'force')
+
 
 def main():
     module = AnsibleModule(
         argument_spec=ca_argument_spec(
-            identity={'type': 'str', 'required': True},
+            identity={'type': 'str'},
+            certificates={'type': 'list', 'elements': 'dict', 'options': CERTIFICATE_OPTIONS},
             subject={'type': 'dict'},
             email={'type': 'str'},
             sans={'type': 'list', 'elements': 'str'},
             profile={'type': 'str', 'default': 'client', 'choices': list(PROFILES)},
-            key_type={'type': 'str', 'default': KEY_TYPE,
-                      'choices': ['rsa2048', 'rsa3072', 'rsa4096', 'ec-p256', 'ec-p384']},
+            key_type={'type': 'str', 'default': KEY_TYPE, 'choices': KEY_TYPES},
             valid_days={'type': 'int', 'default': VALID_DAYS},
             renew_before={'type': 'str', 'default': RENEW_BEFORE},
             renew={'type': 'bool', 'default': True},
@@ -306,6 +457,9 @@ def main():
             csr={'type': 'str'},
             key_retention={'type': 'int', 'default': KEY_RETENTION_DAYS, 'no_log': False},
         ),
+        required_one_of=[('identity', 'certificates')],
+        mutually_exclusive=[('identity', 'certificates'), ('csr', 'certificates'), ('subject', 'certificates'),
+                            ('email', 'certificates'), ('sans', 'certificates')],
         supports_check_mode=True,
     )
     require_cryptography(module)
@@ -313,6 +467,9 @@ def main():
 
     def operation():
         with ManagedCA(params['ca_path'], params['ca_passphrase'], store_url=params['ca_store']) as ca:
+            if params['certificates'] is not None:
+                return ca.ensure_certificates(params['certificates'], check_mode=module.check_mode,
+                                              defaults={name: params[name] for name in BATCH_DEFAULTS})
             wanted = ca.build_wanted(
                 identity=params['identity'], subject=params['subject'], email=params['email'], sans=params['sans'],
                 profile=params['profile'], key_type=params['key_type'], valid_days=params['valid_days'],

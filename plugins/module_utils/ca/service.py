@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime
 
 from ansible_collections.certfleet.pki.plugins.module_utils.ca import (
-    deployments as deployments_lib, export as export_lib, queries, revocation,
+    batch, deployments as deployments_lib, export as export_lib, queries, revocation,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.authority import CertificateAuthority
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.home import open_home
@@ -153,6 +153,11 @@ class ManagedCA:
             commit_issued(self.store, [Issued(record, wrapped, current, decision.action,
                                               {'reason': '; '.join(decision.texts)})], now)
         return self._ensure_result(record, decision, current, changed=True)
+
+    def ensure_certificates(self, wanted_list: list, check_mode: bool = False, *, defaults: dict | None = None) -> dict:
+        """Many identities at once (``client_certificate`` with ``certificates``): every entry validated first,
+        decided from one read, and every new certificate committed in one write transaction (see ``batch``)."""
+        return batch.ensure_certificates(self, wanted_list, check_mode, defaults)
 
     def _sign(self, wanted: Wanted, public_key, key_held: bool, now, current) -> CertificateRecord:
         # The signer draws 159 random bits, as on the bulk path: the store's unique serial refuses a collision
