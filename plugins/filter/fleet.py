@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 REQUEST_KEYS = ('identity', 'subject', 'email', 'sans', 'profile', 'key_type', 'valid_days', 'renew_before')
 
@@ -76,8 +77,11 @@ def fleet_reconcile(identities, plan):
         stores = sorted(set(entry.get('stores') or []) & set(RECONCILED_STORES))
         if not stores:
             continue
-        key = (tuple(stores), tuple(sorted(entry.get('homes') or [])), tuple(sorted(entry.get('users') or [])))
+        selection = entry.get('firefox_certificate_selection') or 'auto'
+        key = (tuple(stores), tuple(sorted(entry.get('homes') or [])), tuple(sorted(entry.get('users') or [])),
+               selection)
         call = calls.setdefault(key, {'stores': list(key[0]), 'homes': list(key[1]), 'users': list(key[2]),
+                                      'firefox_certificate_selection': selection,
                                       'identities': [], 'revoked_serials': []})
         record = records[entry['identity']]
         if any(known['identity'] == entry['identity'] for known in call['identities']):
@@ -101,6 +105,137 @@ def fleet_reconcile_pkcs12(identities, exports, passwords, folder):
         given[export['identity']] = {'pkcs12_path': '%s/%s' % (folder, export['dest'].rsplit('/', 1)[-1]),
                                      'pkcs12_password': secret}
     return [dict(identity, **given.get(identity['identity'], {})) for identity in identities or []]
+
+
+# What makes an identity take the deploy role instead of the reconcile call: options only the role carries out.
+ROLE_ONLY_OPTIONS = ('firefox_profile_paths', 'verify_url', 'auto_select_urls', 'identity_preference_urls',
+                     'keychain_password', 'apple_profile_dest')
+WINDOWS_CONNECTIONS = ('winrm', 'psrp', 'ansible.windows.winrm', 'ansible.builtin.winrm', 'ansible.builtin.psrp',
+                       'ansible.windows.psrp')
+
+
+def _role_only(entry, record, host_vars) -> bool:
+    """True when the reconcile call cannot carry this identity out on this host (the deploy role does)."""
+    if set(entry.get('stores') or []) - set(RECONCILED_STORES):
+        return True
+    if any(entry.get(option) for option in ROLE_ONLY_OPTIONS):
+        return True
+    if entry.get('stores') and (record or {}).get('key_status') != 'held':
+        return True  # the role issues anew when the CA no longer holds the key
+    facts = host_vars.get('ansible_facts') or {}
+    windows = (str(host_vars.get('ansible_connection', '')) in WINDOWS_CONNECTIONS
+               or host_vars.get('ansible_shell_type') == 'powershell' or facts.get('os_family') == 'Windows')
+    return windows
+
+
+def fleet_rollout(hosts, hostvars, plan, records_plan=None, actions=('issue', 'renew')):
+    """Each host's part of a roll-out, decided once on the controller: ``calls`` (one endpoint_reconcile per set
+    of stores, homes and users, with the CA's record as it is after the CA's batch), ``fallback`` (identities the
+    deploy role carries out), ``invalid`` (why the host's identities would be refused); plus ``export``, the
+    identities whose PKCS#12 some call needs. ``plan``: the plan that decided the work; ``records_plan``: the CA's
+    answer after issuing (the new serials), the same plan when nothing was issued."""
+    fresh = records_plan or plan
+    records = fresh.get('records') or {}
+    invalid: dict = {}
+    for entry in plan.get('invalid', []):
+        invalid.setdefault(entry.get('host'), []).append('identity %s: %s' % (entry.get('identity'), entry.get('msg')))
+    result = {'hosts': {}, 'export': []}
+    for host in hosts or []:
+        identities = _identities_of(hostvars, host)
+        malformed = [index for index, entry in enumerate(identities) if not isinstance(entry, dict)
+                     or not all(key in entry for key in ('identity', 'subject', 'stores'))]
+        problems = list(invalid.get(host, []))
+        problems += ['certfleet_identities[%d] needs identity, subject and stores' % index for index in malformed]
+        work = fleet_host_work(identities, plan, host, actions)
+        if problems:
+            result['hosts'][host] = {'invalid': problems, 'calls': [], 'fallback': [], 'work': []}
+            continue
+        if not work:
+            continue
+        host_vars = hostvars[host] if host in hostvars else {}
+        fallback = [entry for entry in work if _role_only(entry, records.get(entry['identity']), host_vars)]
+        fast = [entry for entry in work if entry not in fallback]
+        calls = fleet_reconcile([entry for entry in fast if entry.get('stores')], fresh)
+        for call in calls:
+            for identity in call['identities']:
+                if identity['identity'] not in result['export']:
+                    result['export'].append(identity['identity'])
+        # Identities without a store are deployed by being recorded: nothing on the host to put right.
+        storeless = [{'identity': entry['identity'], 'serial': (records.get(entry['identity']) or {}).get('serial')}
+                     for entry in fast if not entry.get('stores')]
+        result['hosts'][host] = {'invalid': [], 'calls': calls, 'fallback': fallback, 'work': work,
+                                 'storeless': storeless}
+    return result
+
+
+def fleet_reconcile_sources(calls, exports, folder=None):
+    """``calls`` with each identity's PKCS#12 named on the controller (``pkcs12_src``, ``pkcs12_password_src``),
+    from the batch export's ``exports``; ``folder``: where they were fetched to on the controller when the CA host
+    is another machine (else the export's own paths)."""
+    given = {}
+    for export in exports or []:
+        dest, secret = export.get('dest'), export.get('password_file')
+        if folder:
+            dest = '%s/%s' % (folder, dest.rsplit('/', 1)[-1])
+            secret = '%s/%s' % (folder, secret.rsplit('/', 1)[-1])
+        given[export['identity']] = {'pkcs12_src': dest, 'pkcs12_password_src': secret}
+    return [dict(call, identities=[dict(identity, **given.get(identity['identity'], {}))
+                                   for identity in call['identities']]) for call in calls or []]
+
+
+def fleet_deployments(hosts, hostvars):
+    """The deployment records of a batch of hosts: an identity counts on a host when every store of its reconcile
+    call holds its current certificate (present before, or imported and verified by fingerprint). A call that
+    failed, or a host on another system, records nothing; those hosts stay in the plan's work."""
+    deployments = []
+    for host in hosts or []:
+        host_vars = hostvars[host] if host in hostvars else {}
+        rollout = host_vars.get('_certfleet_rollout_host') or {}
+        for entry in rollout.get('storeless', []):
+            deployments.append({'identity': entry['identity'], 'host': host, 'serial': entry['serial'], 'stores': []})
+        registered = host_vars.get('_certfleet_reconciled') or {}
+        for call, outcome in zip(rollout.get('calls', []), registered.get('results', []), strict=False):
+            if outcome.get('failed') or outcome.get('skipped') or outcome.get('unsupported_platform'):
+                continue
+            stores = outcome.get('stores', [])
+            for identity in call['identities']:
+                name = identity['identity']
+                if all(name in store.get('present', []) or name in store.get('imported', []) for store in stores):
+                    deployments.append({'identity': name, 'host': host, 'serial': identity['serial'],
+                                        'stores': call['stores']})
+    return deployments
+
+
+def fleet_role_work(host_vars):
+    """The identities of one host that the deploy role carries out: the fallback ones, and all of them when the
+    reconcile call found the host is not Linux."""
+    rollout = host_vars.get('_certfleet_rollout_host') or {}
+    registered = host_vars.get('_certfleet_reconciled') or {}
+    if any(outcome.get('unsupported_platform') for outcome in registered.get('results', [])):
+        return [entry for entry in rollout.get('work', []) if entry.get('stores')]
+    return list(rollout.get('fallback', []))
+
+
+def fleet_issue_batch(due_requests, forced=None, valid_days=365, renew_before=None):
+    """The ``certificates`` of one client_certificate call for the fleet's due identities: each request with its
+    own validity and window when it has one, the fleet's otherwise, and ``force`` for the forced ones."""
+    forced = set(forced or [])
+    batch = []
+    for request in due_requests or []:
+        entry = {key: request[key] for key in REQUEST_KEYS if key in request and request[key] is not None}
+        entry.setdefault('valid_days', valid_days)
+        if renew_before and 'renew_before' not in entry:
+            entry['renew_before'] = renew_before
+        entry['force'] = request.get('identity') in forced
+        batch.append(entry)
+    return batch
+
+
+def fleet_export_batch(identities):
+    """The ``batch`` of one client_certificate_export call: one PKCS#12 per identity, in a file name the export
+    accepts (letters, digits and ``._-``)."""
+    return [{'identity': name, 'file': re.sub(r'[^A-Za-z0-9._-]', '_', name).lstrip('.') + '-%d.p12' % index}
+            for index, name in enumerate(identities or [])]
 
 
 DRIFT_COUNTS = ('missing', 'restored', 'still_missing', 'removed_revoked', 'removed_superseded', 'foreign',
@@ -158,4 +293,10 @@ class FilterModule:
             'fleet_drift': fleet_drift,
             'fleet_drift_totals': fleet_drift_totals,
             'fleet_due_requests': fleet_due_requests,
+            'fleet_rollout': fleet_rollout,
+            'fleet_issue_batch': fleet_issue_batch,
+            'fleet_export_batch': fleet_export_batch,
+            'fleet_reconcile_sources': fleet_reconcile_sources,
+            'fleet_deployments': fleet_deployments,
+            'fleet_role_work': fleet_role_work,
         }

@@ -50,6 +50,10 @@ description:
 author:
   - certfleet.pki developers (@certfleet)
 attributes:
+  action:
+    description: An action plugin of the same name copies the controller files of O(identities[].pkcs12_src) to
+      the host for the call and removes them afterwards.
+    support: full
   check_mode:
     description: Reads every store and reports what would be imported, removed, created and trusted, without
       writing anything.
@@ -96,6 +100,22 @@ options:
       pkcs12_password:
         description: The password of O(identities[].pkcs12_path). Required with it.
         type: str
+      pkcs12_src:
+        description:
+          - A PKCS#12 file on the B(controller) (for example the batch export of
+            M(certfleet.pki.client_certificate_export) when the CA runs on the controller). The action plugin
+            copies it to a private temporary folder of the remote user on the host, passes it as
+            O(identities[].pkcs12_path) and removes it after the call.
+          - Requires O(identities[].pkcs12_password_src); mutually exclusive with O(identities[].pkcs12_path).
+        type: path
+        version_added: 0.2.0
+      pkcs12_password_src:
+        description:
+          - A file on the B(controller) holding the password of O(identities[].pkcs12_src) (the C(.password) file of
+            a batch export with C(generate_passwords)). Read by the action plugin; the password is passed to the
+            module as a secret and never shown.
+        type: path
+        version_added: 0.2.0
       superseded_fingerprints_sha256:
         description: SHA-256 fingerprints of this identity's older certificates (the CA's C(superseded) list).
         type: list
@@ -349,11 +369,21 @@ summary:
       type: int
   sample: {stores: 3, changed: 1, with_problems: 0, present: 2, imported: 1, removed: 1, deferred: 0, foreign: 0,
            unclaimed: 0, missing: 0, problems: 0}
+unsupported_platform:
+  description:
+    - The host's system when it is not Linux (C(Darwin), or C(Windows) from the action plugin); then nothing was
+      read or changed, RV(stores) is empty, and the caller deploys through the C(certfleet.pki.deploy) role.
+  returned: when the host is not Linux
+  type: str
+  sample: Darwin
 '''
+
+import platform
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.ansible_glue import require_cryptography, run
+from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
 from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.reconcile import STORES, reconcile_host
 
 IDENTITY_SPEC = {
@@ -363,6 +393,9 @@ IDENTITY_SPEC = {
     'certificate': {'type': 'str'},
     'pkcs12_path': {'type': 'path'},
     'pkcs12_password': {'type': 'str', 'no_log': True},
+    # Read on the controller by the action plugin of the same name; the module only ever sees pkcs12_path.
+    'pkcs12_src': {'type': 'path'},
+    'pkcs12_password_src': {'type': 'path', 'no_log': False},
     'superseded_fingerprints_sha256': {'type': 'list', 'elements': 'str', 'default': []},
     'superseded_serials': {'type': 'list', 'elements': 'str', 'default': []},
 }
@@ -397,6 +430,17 @@ def main():
         return module.run_command(args, environ_update={'LC_ALL': 'C', 'LANG': 'C'}, expand_user_and_vars=False)
 
     def operation():
+        if platform.system() != 'Linux':
+            # Firefox on macOS and Windows stores are the deploy role's; the caller sends those identities there.
+            return {'changed': False, 'stores': [], 'unsupported_platform': platform.system(),
+                    'summary': dict.fromkeys(('stores', 'changed', 'with_problems', 'present', 'imported', 'removed',
+                                              'foreign', 'unclaimed', 'deferred', 'missing', 'problems'), 0)}
+        unstaged = [str(i) for i, entry in enumerate(params['identities'])
+                    if entry.get('pkcs12_src') or entry.get('pkcs12_password_src')]
+        if unstaged:
+            raise InputError('identities[%s]: pkcs12_src and pkcs12_password_src are controller files, read by the '
+                             'action plugin certfleet.pki.endpoint_reconcile (call the module by that name)'
+                             % ', '.join(unstaged), 'identities')
         result = reconcile_host(
             identities=params['identities'], ca_certificate=params['ca_certificate'],
             revoked_serials=params['revoked_serials'], users=params['users'], homes=params['homes'],

@@ -1,0 +1,119 @@
+# -*- coding: utf-8 -*-
+# Copyright: certfleet.pki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The roll-out's per-host decisions, made once on the controller: which identities the reconcile call carries,
+which take the deploy role, what is exported, and what gets recorded as deployed."""
+
+from __future__ import annotations
+
+from ansible_collections.certfleet.pki.plugins.filter.fleet import (
+    fleet_deployments, fleet_export_batch, fleet_issue_batch, fleet_reconcile_sources, fleet_role_work, fleet_rollout,
+)
+
+
+def _record(serial, key_status='held'):
+    return {'serial': serial, 'fingerprint_sha256': 'F' + serial, 'superseded_serials': ['OLD' + serial],
+            'superseded_fingerprints_sha256': ['FOLD' + serial], 'revoked_serials': [], 'key_status': key_status}
+
+
+def _entry(name, stores, **extra):
+    return dict({'identity': name, 'subject': {'CN': name}, 'stores': stores, 'homes': ['/home/x']}, **extra)
+
+
+HOSTVARS = {
+    'linux': {'certfleet_identities': [
+        _entry('ann', ['firefox', 'chromium']), _entry('ben', ['firefox']), _entry('cat', []),
+        _entry('dan', ['firefox'], verify_url='https://mtls.example/'), _entry('eve', ['firefox', 'macos_keychain']),
+        _entry('fay', ['firefox']), _entry('gus', ['firefox'])]},
+    'windows': {'ansible_connection': 'winrm', 'certfleet_identities': [_entry('hal', ['windows_store'])]},
+    'broken': {'certfleet_identities': [{'identity': 'ivy', 'subject': {'CN': 'ivy'}}]},
+    'refused': {'certfleet_identities': [_entry('joe', ['firefox'])]},
+    'idle': {'certfleet_identities': [_entry('kim', ['firefox'])]},
+}
+PLAN = {
+    'work': [{'host': 'linux', 'identity': name, 'reason': 'renew'} for name in
+             ('ann', 'ben', 'cat', 'dan', 'eve', 'fay')]
+    + [{'host': 'linux', 'identity': 'gus', 'reason': 'deploy'},
+       {'host': 'windows', 'identity': 'hal', 'reason': 'issue'},
+       {'host': 'broken', 'identity': 'ivy', 'reason': 'issue'}],
+    'invalid': [{'host': 'refused', 'identity': 'joe', 'msg': 'subject: CN is required'}],
+    'records': {},
+}
+FRESH = {'records': {'ann': _record('A'), 'ben': _record('B'), 'cat': _record('C'), 'dan': _record('D'),
+                     'eve': _record('E'), 'fay': _record('F'), 'gus': _record('G', key_status='purged'),
+                     'hal': _record('H')}}
+
+
+def test_each_host_is_split_between_the_reconcile_call_and_the_deploy_role():
+    rollout = fleet_rollout(list(HOSTVARS), HOSTVARS, PLAN, FRESH)
+    linux = rollout['hosts']['linux']
+    in_calls = [(call['stores'], [i['identity'] for i in call['identities']]) for call in linux['calls']]
+    assert in_calls == [(['chromium', 'firefox'], ['ann']), (['firefox'], ['ben', 'fay'])]
+    # a verify URL, a store only the role fills, and a key the CA no longer holds take the role
+    assert [e['identity'] for e in linux['fallback']] == ['dan', 'eve', 'gus']
+    assert linux['storeless'] == [{'identity': 'cat', 'serial': 'C'}]  # nothing to put on the host: recorded
+    call = linux['calls'][1]['identities'][0]
+    assert call['serial'] == 'B' and call['fingerprint_sha256'] == 'FB' and call['superseded_serials'] == ['OLDB']
+    assert rollout['export'] == ['ann', 'ben', 'fay']  # once each, only what a call imports
+    assert [e['identity'] for e in rollout['hosts']['windows']['fallback']] == ['hal']
+    assert rollout['hosts']['windows']['calls'] == []
+    assert rollout['hosts']['broken']['invalid'] == ['certfleet_identities[0] needs identity, subject and stores']
+    assert rollout['hosts']['refused']['invalid'] == ['identity joe: subject: CN is required']
+    assert 'idle' not in rollout['hosts']  # no work, no visit
+
+
+def test_only_the_planned_actions_are_carried_out():
+    rollout = fleet_rollout(['linux', 'windows'], HOSTVARS, PLAN, FRESH, actions=['issue'])
+    assert [e['identity'] for e in rollout['hosts']['linux']['fallback']] == ['gus']  # 'deploy' work stays
+    assert 'windows' in rollout['hosts'] and rollout['hosts']['linux']['calls'] == []
+
+
+def test_the_batches_for_the_ca_carry_each_request_once_with_the_fleet_defaults():
+    due = [{'identity': 'ann', 'subject': {'CN': 'ann'}, 'host': 'linux'},
+           {'identity': 'a/b', 'subject': {'CN': 'x'}, 'valid_days': 30, 'renew_before': '5d', 'host': 'h'}]
+    batch = fleet_issue_batch(due, ['ann'], 365, '30d')
+    assert batch == [{'identity': 'ann', 'subject': {'CN': 'ann'}, 'valid_days': 365, 'renew_before': '30d',
+                      'force': True},
+                     {'identity': 'a/b', 'subject': {'CN': 'x'}, 'valid_days': 30, 'renew_before': '5d',
+                      'force': False}]
+    assert fleet_export_batch(['ann', 'a/b', '.x']) == [
+        {'identity': 'ann', 'file': 'ann-0.p12'}, {'identity': 'a/b', 'file': 'a_b-1.p12'},
+        {'identity': '.x', 'file': 'x-2.p12'}]
+
+
+def test_the_calls_name_the_controller_files_of_the_batch():
+    calls = [{'stores': ['firefox'], 'identities': [{'identity': 'ann'}, {'identity': 'bob'}]}]
+    exports = [{'identity': 'ann', 'dest': '/ca/tmp/batch/ann-0.p12',
+                'password_file': '/ca/tmp/batch/ann-0.p12.password'}]
+    local = fleet_reconcile_sources(calls, exports)
+    assert local[0]['identities'] == [
+        {'identity': 'ann', 'pkcs12_src': '/ca/tmp/batch/ann-0.p12',
+         'pkcs12_password_src': '/ca/tmp/batch/ann-0.p12.password'}, {'identity': 'bob'}]
+    fetched = fleet_reconcile_sources(calls, exports, '/ctl/tmp')
+    assert fetched[0]['identities'][0]['pkcs12_src'] == '/ctl/tmp/ann-0.p12'
+    assert calls[0]['identities'][0] == {'identity': 'ann'}  # the input is not changed
+
+
+def _store(present=(), imported=(), missing=()):
+    return {'present': list(present), 'imported': list(imported), 'missing': list(missing)}
+
+
+def test_a_deployment_is_recorded_only_where_every_store_holds_the_new_certificate():
+    call = {'stores': ['firefox', 'chromium'], 'identities': [{'identity': 'ann', 'serial': 'A'},
+                                                              {'identity': 'ben', 'serial': 'B'}]}
+    hostvars = {
+        'ok': {'_certfleet_rollout_host': {'calls': [call], 'storeless': [{'identity': 'cat', 'serial': 'C'}]},
+               '_certfleet_reconciled': {'results': [{'stores': [
+                   _store(present=['ann'], imported=['ben']), _store(imported=['ann'], missing=['ben'])]}]}},
+        'failed': {'_certfleet_rollout_host': {'calls': [call]},
+                   '_certfleet_reconciled': {'results': [{'failed': True,
+                                                          'stores': [_store(present=['ann', 'ben'])]}]}},
+        'mac': {'_certfleet_rollout_host': {'calls': [call], 'work': [{'identity': 'ann', 'stores': ['firefox']}]},
+                '_certfleet_reconciled': {'results': [{'unsupported_platform': 'Darwin', 'stores': []}]}},
+    }
+    assert fleet_deployments(['ok', 'failed', 'mac'], hostvars) == [
+        {'identity': 'cat', 'host': 'ok', 'serial': 'C', 'stores': []},
+        {'identity': 'ann', 'host': 'ok', 'serial': 'A', 'stores': ['firefox', 'chromium']}]
+    # the host that is not Linux gives its work to the deploy role
+    assert fleet_role_work(hostvars['mac']) == [{'identity': 'ann', 'stores': ['firefox']}]
+    assert fleet_role_work(hostvars['ok']) == []
