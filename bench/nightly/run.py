@@ -10,6 +10,8 @@ recorded as deployed. Cases, run alternately (round robin) so that they share th
 
   a  fleet-none  ansible-playbook certfleet.pki.renew, nothing due
   b  fleet-due   the same with 10% of the identities inside renew_before (one on every host)
+  a2 fast-none   case a with -e certfleet_rollout=reconcile (batch CA steps, one reconcile call per host)
+  b2 fast-due    case b with -e certfleet_rollout=reconcile
   c  loop-none   bench/nightly/loop.yml: client_certificate per identity on each host, delegated, nothing due
   d  loop-due    the loop with 10% due (renew, deploy role, revoke superseded); only with --with-loop-due
 
@@ -39,15 +41,21 @@ RESULTS = os.path.join(REPO, 'bench', 'results')
 WORK = os.path.join(RESULTS, 'nightly')
 LINK_ROOT = os.path.join(WORK, 'collections')
 
+RECONCILE = ['-e', 'certfleet_rollout=reconcile']
 CASES = {
     'fleet-none': {'label': '(a) certfleet.pki.renew, nothing due', 'fleet': 'none', 'playbook': 'certfleet.pki.renew'},
     'fleet-due': {'label': '(b) certfleet.pki.renew, {due}% due', 'fleet': 'due', 'playbook': 'certfleet.pki.renew'},
+    'fast-none': {'label': '(a2) renew -e certfleet_rollout=reconcile, nothing due', 'fleet': 'none',
+                  'playbook': 'certfleet.pki.renew', 'args': RECONCILE},
+    'fast-due': {'label': '(b2) renew -e certfleet_rollout=reconcile, {due}% due', 'fleet': 'due',
+                 'playbook': 'certfleet.pki.renew', 'args': RECONCILE},
     'loop-none': {'label': '(c) per-identity task loop, nothing due', 'fleet': 'none',
                   'playbook': os.path.join(HERE, 'loop.yml')},
     'loop-due': {'label': '(d) per-identity task loop, {due}% due', 'fleet': 'due',
                  'playbook': os.path.join(HERE, 'loop.yml')},
 }
-RECAP = re.compile(r'^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', re.M)
+RECAP = re.compile(r'^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)',
+                   re.M)
 
 
 def link_collection() -> None:
@@ -90,6 +98,7 @@ def run_case(name: str, work: str, env: dict, log_dir: str, rep: int) -> dict:
     fleet.restore(work)
     log = os.path.join(log_dir, '%s-%d.log' % (name, rep))
     command = [ansible_playbook(), CASES[name]['playbook'], '-i', os.path.join(work, 'inventory.json')]
+    command += CASES[name].get('args', [])
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     with open(log, 'w', encoding='utf-8') as handle:
@@ -99,6 +108,10 @@ def run_case(name: str, work: str, env: dict, log_dir: str, rep: int) -> dict:
         recap = RECAP.findall(handle.read())
     failed = sum(int(r[3]) + int(r[4]) for r in recap)
     changed_hosts = sum(1 for r in recap if int(r[2]) > 0)
+    # Tasks in the play recap (ok, which counts changed, plus skipped): per fleet host, and on the controller
+    # (localhost: the fleet's CA steps, each delegated to the CA host once).
+    host_tasks = [int(r[1]) + int(r[5]) for r in recap if r[0] != 'localhost']
+    controller_tasks = sum(int(r[1]) + int(r[5]) for r in recap if r[0] == 'localhost')
     problems = []
     if rc != 0 or failed:
         problems.append('ansible-playbook exited %d with %d failed/unreachable (see %s)' % (rc, failed, log))
@@ -106,6 +119,7 @@ def run_case(name: str, work: str, env: dict, log_dir: str, rep: int) -> dict:
     # Other work on the machine inflates every figure: the 1-minute load average is kept with each run.
     return {'seconds': round(seconds, 2), 'load_before': round(load_before, 2),
             'load_after': round(os.getloadavg()[0], 2), 'rc': rc, 'changed_hosts': changed_hosts, 'problems': problems,
+            'max_tasks_per_host': max(host_tasks, default=0), 'controller_tasks': controller_tasks,
             'log': os.path.relpath(log, REPO)}
 
 
@@ -157,21 +171,25 @@ def summarise(runs: dict, due_percent: int) -> dict:
         out[name] = {'label': CASES[name]['label'].format(due=due_percent), 'runs': len(times),
                      'median_s': round(statistics.median(times), 2),
                      'min_s': min(times), 'max_s': max(times), 'times_s': times,
+                     'max_tasks_per_host': max(e.get('max_tasks_per_host', 0) for e in entries),
+                     'controller_tasks': max(e.get('controller_tasks', 0) for e in entries),
                      'problems': sorted({p for e in entries for p in e['problems']})}
     return out
 
 
 def markdown(result: dict) -> str:
     s = result['summary']
-    lines = ['| case | runs | median (s) | min–max (s) | share of (c) |', '|---|---:|---:|---:|---:|']
+    lines = ['| case | runs | median (s) | min–max (s) | share of (c) | tasks per host (max) | controller tasks |',
+             '|---|---:|---:|---:|---:|---:|---:|']
     loop = s.get('loop-none', {}).get('median_s')
     for name in CASES:
         if name not in s:
             continue
         row = s[name]
         share = '%.1f%%' % (100 * row['median_s'] / loop) if loop else '–'
-        cells = (row['label'], row['runs'], row['median_s'], row['min_s'], row['max_s'], share)
-        lines.append('| %s | %d | %.1f | %.1f–%.1f | %s |' % cells)
+        cells = (row['label'], row['runs'], row['median_s'], row['min_s'], row['max_s'], share,
+                 row.get('max_tasks_per_host', 0), row.get('controller_tasks', 0))
+        lines.append('| %s | %d | %.1f | %.1f–%.1f | %s | %d | %d |' % cells)
     m, f = result['machine'], result['fleet']
     target = result.get('target')
     lines += ['', '%d identities over %d local hosts (%d per host, stores: [], ec-p256 keys), one CA; %d%% due '
@@ -206,7 +224,8 @@ def main(argv=None) -> int:
     parser.add_argument('--loop-reps', type=int, help='repetitions of the loop cases (default 3; quick 1)')
     parser.add_argument('--forks', type=int, default=5, help='forks for every case (default: 5, ansible default)')
     parser.add_argument('--with-loop-due', action='store_true', help='also run (d), the loop with 10%% due')
-    parser.add_argument('--cases', help='comma-separated subset of fleet-none,fleet-due,loop-none,loop-due')
+    parser.add_argument('--cases',
+                        help='comma-separated subset of fleet-none,fleet-due,fast-none,fast-due,loop-none,loop-due')
     parser.add_argument('--hosts', type=int, default=100)
     parser.add_argument('--per-host', type=int, default=10)
     parser.add_argument('--due-percent', type=int, default=10)
@@ -219,9 +238,10 @@ def main(argv=None) -> int:
     fleet_reps = args.reps or (3 if args.quick else 5)
     due_reps = args.reps or (1 if args.quick else 3)
     loop_reps = args.loop_reps or (1 if args.quick else 3)
-    reps = {'fleet-none': fleet_reps, 'fleet-due': due_reps, 'loop-none': loop_reps, 'loop-due': loop_reps}
-    cases = args.cases.split(',') if args.cases else ['fleet-none', 'fleet-due', 'loop-none'] + (
-        ['loop-due'] if args.with_loop_due else [])
+    reps = {'fleet-none': fleet_reps, 'fleet-due': due_reps, 'fast-none': fleet_reps, 'fast-due': due_reps,
+            'loop-none': loop_reps, 'loop-due': loop_reps}
+    default_cases = ['fleet-none', 'fleet-due', 'fast-none', 'fast-due', 'loop-none']
+    cases = args.cases.split(',') if args.cases else default_cases + (['loop-due'] if args.with_loop_due else [])
     unknown = set(cases) - set(CASES)
     if unknown:
         parser.error('unknown case(s): %s' % ', '.join(sorted(unknown)))

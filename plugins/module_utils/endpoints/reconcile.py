@@ -273,8 +273,8 @@ def _decide(database: NSSDatabase, result: dict, plan: Plan, before: list, now) 
         elif wanted.pkcs12 is None:
             result['missing'].append(wanted.identity)
         elif locked:
-            result['problems'].append('cannot import %s: the database has a token password and db_password was '
-                                      'not given' % wanted.identity)
+            result['problems'].append('cannot import %s: %s is protected by a token (primary) password; give '
+                                      'db_password' % (wanted.identity, database.path))
             result['missing'].append(wanted.identity)
         else:
             imports.append(wanted)
