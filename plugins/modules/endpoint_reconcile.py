@@ -24,9 +24,10 @@ description:
   - B(removed) - the identity's other certificates of our CA (superseded or expired) and every certificate of our
     CA whose serial is in O(revoked_serials), each with its key, deleted exactly (by PKCS#11 ID, never by the
     nickname NSS shares between certificates of one subject). Removals happen after the imports.
-  - B(deferred) - while an identity's current certificate is not in a store (missing, or its import failed), its
-    superseded and expired certificates stay there, so the store keeps a working certificate; the call that
-    brings the current one removes them. Revoked certificates are removed regardless.
+  - B(deferred) - while an identity's current certificate is not in EVERY store of the call (missing, or its
+    import failed in one of them), its superseded and expired certificates stay in all of them, so a host where
+    one import fails keeps its old certificate everywhere; the call that completes the host removes them (a second
+    pass over the stores, only when something waits). Revoked certificates are removed regardless.
   - B(foreign) - certificates of another issuer (checked by signature, not only by name). Listed, never touched.
   - B(unclaimed) - certificates of our CA that no identity of this call claims (an identity this call does not
     carry). Listed, never touched, unless revoked.

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CertfleetError, InputError
 from ansible_collections.certfleet.pki.plugins.module_utils.common.owner import (
@@ -78,6 +78,9 @@ class Plan:
     db_password: str | None = field(default=None, repr=False)
     create_db: bool = True
     firefox_selection: str = 'unmanaged'
+    # None: an identity's superseded and expired certificates may leave a store once its current one is there.
+    # A set: only these identities' may (the host's rule, see reconcile_host); revoked ones always leave.
+    release: frozenset | None = None
 
     @property
     def ca(self):
@@ -286,21 +289,22 @@ def _decide(database: NSSDatabase, result: dict, plan: Plan, before: list, now) 
         imports = []
     create = not exists and bool(imports)
     ca_change = _ca_change(sorted_out['ca'], plan.ca_trust) if (exists or create) else None
-    removals = _screen_removals(result, before, sorted_out['remove'], imports)
+    removals = _screen_removals(result, before, sorted_out['remove'], imports, plan.release)
     return _StoreWork(database=database, result=result, before=before, imports=imports, removals=removals,
                       ca_change=ca_change, create=create)
 
 
-def _screen_removals(result: dict, before: list, removals: list, imports: list) -> list:
+def _screen_removals(result: dict, before: list, removals: list, imports: list, release=None) -> list:
     """The removals that are safe now. An identity's older certificate waits (``deferred``) while its current one
-    is not in the store and not being imported: the store keeps a working certificate. A revoked one never waits."""
+    is not in the store and not being imported: the store keeps a working certificate; and, with ``release``, while
+    the identity is not in it. A revoked one never waits."""
     going = [r[0] for r in removals]
     # A removal whose key a kept certificate uses (a renewal from the same CSR key) would take that key too.
     kept_keys = {e.key_id for e in before if e not in going} | {w.key_id for w in imports}
     will_hold = set(result['present']) | {w.identity for w in imports}
     safe = []
     for entry, who, why in removals:
-        if why != 'revoked' and who not in will_hold:
+        if why != 'revoked' and (who not in will_hold or (release is not None and who not in release)):
             result['deferred'].append(_describe(entry, identity=who, reason=why))
         elif entry.has_key is None:
             result['problems'].append('cannot remove serial %s: the database has a token password and db_password '
@@ -487,6 +491,42 @@ def _targets(users, homes) -> list:
     return unique
 
 
+def _complete_identities(results: list, plan: Plan) -> set:
+    """The identities whose current certificate every store of the host holds (present, or imported and
+    verified); none when a store or a home could not be read."""
+    if any(r.get('exists') is None for r in results):
+        return set()
+    names = {w.identity for w in plan.identities}
+    for r in results:
+        names &= set(r['present']) | set(r['imported'])
+    return names
+
+
+def _release_predicted(results: list, releasable: set) -> None:
+    """Check mode: the waiting removals of complete identities are what the second pass would remove."""
+    for r in results:
+        going = [d for d in r['deferred'] if d.get('identity') in releasable]
+        if going:
+            r['removed'] += going
+            r['deferred'] = [d for d in r['deferred'] if d not in going]
+            r['changed'] = True
+
+
+def _merge_release(results: list, again: list) -> None:
+    """The second pass's removals into the first pass's store results (matched by store and path)."""
+    second = {(r['store'], r['path']): r for r in again}
+    for r in results:
+        other = second.get((r['store'], r['path']))
+        if other is None:
+            continue
+        r['removed'] += other['removed']
+        r['deferred'] = other['deferred']
+        r['problems'] += [p for p in other['problems'] if p not in r['problems']]
+        r['changed'] = r['changed'] or other['changed']
+        if 'diff' in r and 'diff' in other:
+            r['diff']['after'] = other['diff']['after']
+
+
 def reconcile_host(*, identities, ca_certificate, revoked_serials=None, users=None, homes=None, stores=STORES,
                    ca_nickname=None, ca_trust='T,,', db_password=None, create_db=True,
                    firefox_certificate_selection='unmanaged', check_mode=False, runner=None,
@@ -500,16 +540,34 @@ def reconcile_host(*, identities, ca_certificate, revoked_serials=None, users=No
     plan = build_plan(identities=identities, ca_certificate=ca_certificate, revoked_serials=revoked_serials,
                       ca_nickname=ca_nickname, ca_trust=ca_trust, db_password=db_password, create_db=create_db,
                       firefox_selection=firefox_certificate_selection)
-    results = []
-    for user, home, owner in _targets(users, homes):
-        try:
-            found = run_as(owner, _user_stores, user=user, home=home, stores=stores, plan=plan,
-                           check_mode=check_mode, runner=runner, certutil=certutil, pk12util=pk12util)
-        except CertfleetError as exc:
-            found = [dict(_failed('home', home, exc.message), user=user)]
-        for outcome in found:
-            outcome['owner'] = None if owner is None else owner.name
-        results.extend(found)
+    targets = _targets(users, homes)
+
+    def visit(pass_plan) -> list:
+        results = []
+        for user, home, owner in targets:
+            try:
+                found = run_as(owner, _user_stores, user=user, home=home, stores=stores, plan=pass_plan,
+                               check_mode=check_mode, runner=runner, certutil=certutil, pk12util=pk12util)
+            except CertfleetError as exc:
+                found = [dict(_failed('home', home, exc.message), user=user)]
+            for outcome in found:
+                outcome['owner'] = None if owner is None else owner.name
+            results.extend(found)
+        return results
+
+    # The host's rule: an identity's older certificates leave its stores only once EVERY store holds its current
+    # one, so a host where one import fails keeps the old certificate everywhere. First pass: imports, the CA and
+    # the revoked certificates; second pass, only when something waits: the older certificates of the identities
+    # now complete on the whole host.
+    results = visit(replace(plan, release=frozenset()))
+    complete = _complete_identities(results, plan)
+    releasable = {d['identity'] for r in results for d in r['deferred'] if d.get('identity') in complete}
+    if releasable and check_mode:
+        _release_predicted(results, releasable)
+    elif releasable:
+        again = visit(replace(plan, release=frozenset(releasable), identities=[
+            replace(w, pkcs12=None, pkcs12_password=None) for w in plan.identities]))
+        _merge_release(results, again)
     diffs = [r.pop('diff') for r in results if 'diff' in r]
     summary = {'stores': len(results),
                'changed': sum(1 for r in results if r['changed']),

@@ -185,6 +185,41 @@ def test_older_certificate_waits_while_the_current_one_is_missing(fleet):
     assert done['imported'] == ['alice'] and [r['serial'] for r in done['removed']] == [fleet.alice_old['serial']]
 
 
+def _set_token_password(db, tmp_path, old: str, new: str) -> None:
+    (tmp_path / 'old.pw').write_text(old + '\n')
+    (tmp_path / 'new.pw').write_text(new + '\n')
+    subprocess.run(['certutil', '-W', '-d', 'sql:%s' % db, '-f', str(tmp_path / 'old.pw'), '-@',
+                    str(tmp_path / 'new.pw')], capture_output=True, check=True)
+
+
+def test_older_certificates_leave_the_host_only_when_every_store_has_the_current_one(fleet, tmp_path):
+    """The host's rule: an import that fails in one store keeps the older certificate in EVERY store of the host
+    (the renew-then-revoke-old guarantee); the run that completes the host removes it everywhere."""
+    hand_import(fleet.profile, fleet.alice_old_p12)
+    hand_import(fleet.chromium, fleet.alice_old_p12)
+    _set_token_password(fleet.profile, tmp_path, '', 'primary-secret')
+    predicted = fleet.run(check_mode=True)
+    assert store(predicted, 'chromium')['removed'] == [] and store(predicted, 'chromium')['imported'] == ['alice']
+    result = fleet.run()
+    firefox_store, chromium_store = store(result, 'firefox'), store(result, 'chromium')
+    assert firefox_store['missing'] == ['alice'] and 'primary' in firefox_store['problems'][0]
+    assert chromium_store['imported'] == ['alice'] and chromium_store['removed'] == []
+    assert [d['serial'] for d in chromium_store['deferred']] == [fleet.alice_old['serial']]
+    assert fleet.alice_old['fingerprint_sha256'] in held(fleet.chromium)  # kept: the host is not complete
+    _set_token_password(fleet.profile, tmp_path, 'primary-secret', '')
+    predicted = fleet.run(check_mode=True)
+    assert [r['serial'] for r in store(predicted, 'chromium')['removed']] == [fleet.alice_old['serial']]
+    assert fleet.alice_old['fingerprint_sha256'] in held(fleet.chromium)  # check mode changed nothing
+    done = fleet.run()
+    assert store(done, 'firefox')['imported'] == ['alice']
+    for kind, db in (('firefox', fleet.profile), ('chromium', fleet.chromium)):
+        assert [r['serial'] for r in store(done, kind)['removed']] == [fleet.alice_old['serial']]
+        assert store(done, kind)['deferred'] == []
+        holds = held(db)
+        assert fleet.alice['fingerprint_sha256'] in holds and fleet.alice_old['fingerprint_sha256'] not in holds
+    assert fleet.run()['changed'] is False
+
+
 def test_certificate_the_ca_lists_as_superseded_is_removed_even_with_another_subject(fleet):
     renamed = fleet.ca.ensure('carol', subject={'CN': 'carol', 'O': 'Old Name'})
     renamed_p12 = Fleet._export(fleet.ca, 'carol', os.path.join(os.path.dirname(fleet.home), 'carol-old.p12'))
