@@ -108,8 +108,8 @@ def fleet_reconcile_pkcs12(identities, exports, passwords, folder):
 
 
 # What makes an identity take the deploy role instead of the reconcile call: options only the role carries out.
-ROLE_ONLY_OPTIONS = ('firefox_profile_paths', 'verify_url', 'auto_select_urls', 'identity_preference_urls',
-                     'keychain_password', 'apple_profile_dest')
+ROLE_ONLY_OPTIONS = ('firefox_profile_paths', 'verify_url', 'identity_preference_urls', 'keychain_password',
+                     'apple_profile_dest')
 WINDOWS_CONNECTIONS = ('winrm', 'psrp', 'ansible.windows.winrm', 'ansible.builtin.winrm', 'ansible.builtin.psrp',
                        'ansible.windows.psrp')
 
@@ -163,8 +163,12 @@ def fleet_rollout(hosts, hostvars, plan, records_plan=None, actions=('issue', 'r
         # Identities without a store are deployed by being recorded: nothing on the host to put right.
         storeless = [{'identity': entry['identity'], 'serial': (records.get(entry['identity']) or {}).get('serial')}
                      for entry in fast if not entry.get('stores')]
+        # Chromium's AutoSelectCertificateForUrls entries of each identity put in its database: its URLs, or none
+        # (an identity without URLs any more takes its own entries out), as the chromium_nss role does.
+        policy = [{'identity': entry['identity'], 'urls': list(entry.get('auto_select_urls') or []),
+                   'subject': entry.get('subject')} for entry in fast if 'chromium' in (entry.get('stores') or [])]
         result['hosts'][host] = {'invalid': [], 'calls': calls, 'fallback': fallback, 'work': work,
-                                 'storeless': storeless}
+                                 'storeless': storeless, 'chromium_policy': policy}
     return result
 
 

@@ -398,6 +398,12 @@ ca_certificate:
   description: With O(requests), the CA's certificate (PEM), to tell its certificates from others in the stores.
   returned: when O(requests) is given
   type: str
+ca_common_name:
+  description: With O(requests), the common name of the CA's certificate (the ISSUER filter of Chromium's
+    AutoSelectCertificateForUrls policy).
+  returned: when O(requests) is given
+  type: str
+  sample: Certfleet Example CA
 up_to_date:
   description: With O(requests), identities that need nothing.
   returned: when O(requests) is given

@@ -53,9 +53,11 @@ def fleet(tmp_path_factory, collections_path):
     out.mkdir(mode=0o700)
     local = {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}
     group_vars = {'certfleet_ca_path': str(base / 'ca'), 'certfleet_ca_passphrase': secrets.token_urlsafe(24),
-                  'certfleet_crl_dest': str(base / 'crl.pem'), 'certfleet_report_dir': str(base / 'reports')}
+                  'certfleet_crl_dest': str(base / 'crl.pem'), 'certfleet_report_dir': str(base / 'reports'),
+                  'certfleet_chromium_policy_dirs': [str(base / 'policies')]}
     hosts = {
-        'h1': dict(local, certfleet_identities=[_entry('alice', homes['h1'], ['firefox', 'chromium'])]),
+        'h1': dict(local, certfleet_identities=[dict(_entry('alice', homes['h1'], ['firefox', 'chromium']),
+                                                     auto_select_urls=['https://mtls.example.org'])]),
         'h2': dict(local, certfleet_identities=[_entry('bob', homes['h2'], ['firefox'])]),
         'h3': dict(local, certfleet_identities=[_entry('bob', homes['h3'], ['firefox']),
                                                 _entry('carol', homes['h3'], ['firefox'])]),
@@ -136,6 +138,11 @@ def test_issue_deployed_the_fleet(fleet):
     assert _nss_serials(_profile(fleet, 'h3')) == {bob, carol}
     assert _deployments(fleet) == [('alice', 'h1', alice), ('bob', 'h2', bob), ('bob', 'h3', bob),
                                    ('carol', 'h3', carol)]
+    # Chromium picks alice's certificate for her URL without asking: the policy names the CA and her subject
+    policy = json.loads((fleet['base'] / 'policies' / 'certfleet-client-certificate.json').read_text())
+    entries = [json.loads(entry) for entry in policy['AutoSelectCertificateForUrls']]
+    assert entries == [{'pattern': 'https://mtls.example.org', 'certfleet_identity': 'alice',
+                        'filter': {'ISSUER': {'CN': 'Fleet Test CA'}, 'SUBJECT': {'CN': 'Alice'}}}]
 
 
 @pytest.mark.parametrize('extra_vars, message', [

@@ -122,6 +122,7 @@ def plan(ca, requests: list, renew_before=RENEW_BEFORE) -> dict:
             up_to_date.append(identity)
     return {'changed': False, 'due': due, 'pending_revocation': pending, 'up_to_date': up_to_date, 'work': work,
             'invalid': invalid, 'records': records, 'ca_certificate': ca.authority.certificate_pem(),
+            'ca_common_name': ca.authority.common_name(),
             'counts': {'requested': len(requests), 'identities': len(wanted), 'due': len(due),
                        'pending_revocation': len(pending), 'up_to_date': len(up_to_date), 'host_work': len(work),
                        'invalid': len(invalid)}}

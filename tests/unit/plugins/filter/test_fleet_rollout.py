@@ -22,7 +22,8 @@ def _entry(name, stores, **extra):
 
 HOSTVARS = {
     'linux': {'certfleet_identities': [
-        _entry('ann', ['firefox', 'chromium']), _entry('ben', ['firefox']), _entry('cat', []),
+        _entry('ann', ['firefox', 'chromium'], auto_select_urls=['https://mtls.example']), _entry('ben', ['firefox']),
+        _entry('cat', []),
         _entry('dan', ['firefox'], verify_url='https://mtls.example/'), _entry('eve', ['firefox', 'macos_keychain']),
         _entry('fay', ['firefox']), _entry('gus', ['firefox'])]},
     'windows': {'ansible_connection': 'winrm', 'certfleet_identities': [_entry('hal', ['windows_store'])]},
@@ -52,6 +53,8 @@ def test_each_host_is_split_between_the_reconcile_call_and_the_deploy_role():
     # a verify URL, a store only the role fills, and a key the CA no longer holds take the role
     assert [e['identity'] for e in linux['fallback']] == ['dan', 'eve', 'gus']
     assert linux['storeless'] == [{'identity': 'cat', 'serial': 'C'}]  # nothing to put on the host: recorded
+    # Chromium's auto-select policy is the reconcile path's too
+    assert linux['chromium_policy'] == [{'identity': 'ann', 'urls': ['https://mtls.example'], 'subject': {'CN': 'ann'}}]
     call = linux['calls'][1]['identities'][0]
     assert call['serial'] == 'B' and call['fingerprint_sha256'] == 'FB' and call['superseded_serials'] == ['OLDB']
     assert rollout['export'] == ['ann', 'ben', 'fay']  # once each, only what a call imports
