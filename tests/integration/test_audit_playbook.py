@@ -7,7 +7,9 @@ One story, in order: a CA and two local hosts; certfleet.pki.issue deploys alice
 and carol (h2: Firefox); an audit without drift changes nothing; then drift: h1's Firefox profile is replaced by a
 fresh one and a second profile appears, bob is renewed and his revoked certificate is imported again by hand on h2,
 a foreign certificate sits beside it; the audit puts alice back in both profiles, removes bob's revoked certificate
-and leaves carol's and the foreign one alone; a second audit changes nothing.
+and leaves carol's and the foreign one alone; a second audit changes nothing. Then the real-client proof: headless
+Firefox ESR, from each of h1's two repaired profiles, is accepted by nginx (the fleet's CA as client CA, the CRL
+listing bob's revoked certificate), and nginx logs alice's current serial.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import subprocess
 import sys
 
 import pytest
+from browsers_support import (
+    QUIET_FIREFOX_PREFS, MtlsServer, firefox_visit, normalize_serial, require_tools, trust_server_ca,
+)
 from integration_support import AnsibleRunner, sqlite_rows
 from test_fleet_playbooks import PROFILES_INI, _entry, _nss_serials
 
@@ -154,6 +159,31 @@ def test_the_audit_repairs_lost_profiles_and_removes_a_revoked_certificate_put_b
     recaps = _recaps(again.output)
     assert recaps['h1']['changed'] == 0 and recaps['h2']['changed'] == 0, again.explain()
     assert _nss_serials(_firefox(fleet, 'h2')) == {new_bob, carol, foreign_serial}
+
+
+def test_headless_firefox_authenticates_from_both_repaired_profiles(fleet):
+    """The state the repair left (the test above): Firefox presents alice's current certificate from each profile."""
+    require_tools('nginx', 'firefox-esr')
+    alice = normalize_serial(_current(fleet, 'alice'))
+    crl = pathlib.Path(fleet['vars']['certfleet_crl_dest'])  # published by the renewal that revoked bob's old one
+    server = MtlsServer(fleet['base'] / 'nginx', fleet['ca'] / 'ca.pem', crl)
+    server.start()
+    try:
+        for name in ('p.default', 'p.second'):
+            profile = _firefox(fleet, 'h1', name)
+            assert 'Select Automatically' in (profile / 'user.js').read_text()  # set by the audit's repair
+            trust_server_ca(profile, server.pki['ca'])  # the test server's CA; the collection manages only ours
+            with open(profile / 'prefs.js', 'a', encoding='utf-8') as prefs:  # keep Firefox off the network
+                prefs.writelines('user_pref(%s, %s);\n' % (json.dumps(key), json.dumps(value))
+                                 for key, value in QUIET_FIREFOX_PREFS.items())
+            seen = len(server.entries())
+            code = firefox_visit(fleet['homes']['h1'], profile, server.url, fleet['base'] / ('%s.png' % name))
+            visits = [(e['status'], e['verify'], e['serial']) for e in server.entries()[seen:] if 'Firefox' in e['ua']]
+            # Every request of this visit (the page, maybe a favicon) carried alice's current certificate.
+            assert visits and set(visits) == {(200, 'SUCCESS', alice)}, (name, code, server.log.read_text())
+            assert code == 0, (name, code)
+    finally:
+        server.stop()
 
 
 def test_the_audit_in_check_mode_reports_drift_and_changes_nothing(fleet):
