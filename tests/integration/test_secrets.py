@@ -136,6 +136,32 @@ PLAYBOOK = '''---
         generate_passwords: true
       register: export_batch
 
+    - name: The second home's profile folder exists
+      ansible.builtin.file:
+        path: "{{ bulk_dir | dirname }}/home2/.mozilla/firefox/p1"
+        state: directory
+        mode: "0700"
+
+    - name: A second home's profile is listed in profiles.ini
+      ansible.builtin.copy:
+        dest: "{{ bulk_dir | dirname }}/home2/.mozilla/firefox/profiles.ini"
+        mode: "0600"
+        content: "[Profile0]\\nName=default\\nIsRelative=1\\nPath=p1\\nDefault=1\\n"
+
+    - name: The action plugin copies the batch's files and reads its password files on the controller
+      certfleet.pki.endpoint_reconcile:
+        homes: ["{{ bulk_dir | dirname }}/home2"]
+        stores: [firefox]
+        ca_certificate: "{{ ca_dir }}/ca.pem"
+        identities:
+          - identity: "{{ item.identity }}"
+            fingerprint_sha256: "{{ item.fingerprint_sha256 }}"
+            pkcs12_src: "{{ item.dest }}"
+            pkcs12_password_src: "{{ item.password_file }}"
+      loop: "{{ export_batch.exports }}"
+      diff: true
+      register: reconciled_from_controller
+
     - name: The batch again (unchanged; the comparison reads the password files)
       certfleet.pki.client_certificate_export:
         batch:
@@ -204,6 +230,7 @@ PLAYBOOK = '''---
         - "{{ info }}"
         - "{{ bulk }}"
         - "{{ reconciled }}"
+        - "{{ reconciled_from_controller }}"
 
     - name: The life cycle did what it should (so the search below searches real output)
       ansible.builtin.assert:
@@ -221,6 +248,7 @@ PLAYBOOK = '''---
           - info.count == 3
           - bulk.counts.issued == 2
           - reconciled.summary.imported == 4
+          - reconciled_from_controller.results | map(attribute='summary.imported') | list == [1, 1]
 '''
 
 EXPORTS = ['alice-key.pem', 'alice-modern.p12', 'alice.pem', 'bob-legacy.p12', 'ca.crl.pem']
