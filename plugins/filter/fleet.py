@@ -128,12 +128,13 @@ def _role_only(entry, record, host_vars) -> bool:
     return windows
 
 
-def fleet_rollout(hosts, hostvars, plan, records_plan=None, actions=('issue', 'renew')):
+def fleet_rollout(hosts, hostvars, plan, records_plan=None, actions=('issue', 'renew'), earlier=None):
     """Each host's part of a roll-out, decided once on the controller: ``calls`` (one endpoint_reconcile per set
     of stores, homes and users, with the CA's record as it is after the CA's batch), ``fallback`` (identities the
     deploy role carries out), ``invalid`` (why the host's identities would be refused); plus ``export``, the
     identities whose PKCS#12 some call needs. ``plan``: the plan that decided the work; ``records_plan``: the CA's
-    answer after issuing (the new serials), the same plan when nothing was issued."""
+    answer after issuing (the new serials), the same plan when nothing was issued. ``earlier``: hosts an earlier
+    roll-out of the same run put in the group (issue, then renew): those without work now get an empty part."""
     fresh = records_plan or plan
     records = fresh.get('records') or {}
     invalid: dict = {}
@@ -151,6 +152,9 @@ def fleet_rollout(hosts, hostvars, plan, records_plan=None, actions=('issue', 'r
             result['hosts'][host] = {'invalid': problems, 'calls': [], 'fallback': [], 'work': []}
             continue
         if not work:
+            if host in (earlier or []):
+                result['hosts'][host] = {'invalid': [], 'calls': [], 'fallback': [], 'work': [], 'storeless': [],
+                                         'chromium_policy': []}
             continue
         host_vars = hostvars[host] if host in hostvars else {}
         fallback = [entry for entry in work if _role_only(entry, records.get(entry['identity']), host_vars)]

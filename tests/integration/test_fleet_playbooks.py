@@ -297,3 +297,45 @@ def test_report(fleet):
         assert serial in html
     assert 'revoked (key_compromise)' in html
     assert '"expiring": 2' in run.output and '"revoked": 1' in run.output
+
+
+TWO_ROLLOUTS = '''---
+- name: The first roll-out rotates alice
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Alice is forced
+      ansible.builtin.set_fact:
+        certfleet_force_identities: [alice]
+
+- name: Renew alice
+  ansible.builtin.import_playbook: certfleet.pki.renew
+
+- name: The second roll-out, in the same run, rotates carol
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Carol is forced
+      ansible.builtin.set_fact:
+        certfleet_force_identities: [carol]
+
+- name: Renew carol
+  ansible.builtin.import_playbook: certfleet.pki.renew
+'''
+
+
+def test_two_roll_outs_in_one_run_each_do_their_own_hosts(fleet):
+    """h1 takes part in the first roll-out only: the second must not reuse its part (its files are gone)."""
+    before = {name: _current(fleet, name) for name in ('alice', 'carol')}
+    playbook = fleet['base'] / 'two-rollouts.yml'
+    playbook.write_text(TWO_ROLLOUTS)
+    run = fleet['ansible'].run(playbook, inventory=fleet['inventory'], env={'TMPDIR': str(fleet['tmp'])})
+    assert run.returncode == 0, run.explain()
+    after = {name: _current(fleet, name) for name in ('alice', 'carol')}
+    assert after['alice'] != before['alice'] and after['carol'] != before['carol']
+    assert _nss_serials(_profile(fleet, 'h1')) == {after['alice']}
+    assert after['carol'] in _nss_serials(_profile(fleet, 'h3'))
+    assert before['carol'] not in _nss_serials(_profile(fleet, 'h3'))
+    revoked = {row[1] for row in _store(fleet) if row[2] == 'revoked'}
+    assert {before['alice'], before['carol']} <= revoked
+    _no_temporary_files(fleet)
