@@ -291,6 +291,42 @@ def fleet_drift_totals(summaries):
     return totals
 
 
+def _store_findings(store: dict) -> list:
+    """One store's drift (a fleet_drift store entry) as the findings the CA store keeps."""
+    where = {'store': store.get('store'), 'user': store.get('user'), 'path': store.get('path')}
+    where = {k: str(v) for k, v in where.items() if v}
+    restored, key_gone = set(store.get('restored', [])), set(store.get('missing_key_not_held', []))
+    findings = []
+    for name in store.get('missing', []):
+        outcome = 'restored' if name in restored else ('key_not_held' if name in key_gone else 'still_missing')
+        findings.append(dict(where, kind='missing', identity=str(name), outcome=outcome))
+    for kind, key in (('revoked_installed', 'removed_revoked'), ('stale_installed', 'removed_superseded')):
+        for gone in store.get(key, []):
+            finding = dict(where, kind=kind, serial=str(gone.get('serial')), outcome='removed',
+                           reason=str(gone.get('reason') or ''))
+            if gone.get('identity'):
+                finding['identity'] = str(gone['identity'])
+            findings.append(finding)
+    for other in store.get('unclaimed', []):
+        findings.append(dict(where, kind='unclaimed', serial=str(other.get('serial')), outcome='left'))
+    for problem in store.get('problems', []):
+        findings.append(dict(where, kind='problem', message=str(problem)[:1024]))
+    return findings
+
+
+def fleet_host_audits(hosts, hostvars, fact='certfleet_audit_host'):
+    """The ``host_audits`` of one client_certificate_deployment call: each audited host's drift counts and
+    findings, from the ``fleet_drift`` fact the audit set on it (hosts without it were not audited)."""
+    audits = []
+    for host in hosts or []:
+        drift = (hostvars.get(host) or {}).get(fact)
+        if not isinstance(drift, dict):
+            continue
+        findings = [f for store in drift.get('stores', []) for f in _store_findings(store)]
+        audits.append({'host': str(host), 'summary': dict(drift.get('summary') or {}), 'findings': findings})
+    return audits
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -300,6 +336,7 @@ class FilterModule:
             'fleet_reconcile_pkcs12': fleet_reconcile_pkcs12,
             'fleet_drift': fleet_drift,
             'fleet_drift_totals': fleet_drift_totals,
+            'fleet_host_audits': fleet_host_audits,
             'fleet_due_requests': fleet_due_requests,
             'fleet_rollout': fleet_rollout,
             'fleet_issue_batch': fleet_issue_batch,

@@ -11,7 +11,7 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.tabular impor
 
 REPORT_COLUMNS = ('identity', 'serial', 'status', 'current', 'hosts', 'not_before', 'not_after', 'days_left',
                   'expiring', 'pending_revocation', 'revocation_reason', 'revoked_at', 'renewed_by',
-                  'fingerprint_sha256')
+                  'fingerprint_sha256', 'drift')
 TIMELINE_DAYS = 365
 
 
@@ -29,11 +29,41 @@ def _now(now=None) -> datetime.datetime:
     return _parse(now) if now else datetime.datetime.now(datetime.timezone.utc)
 
 
-def certificate_report(certificates, deployments=None, expiring_within=30, now=None, days=TIMELINE_DAYS):
-    """One row per certificate: the info module's fields plus ``hosts`` (from the deployment records), a signed
-    ``days_left`` (negative once expired), ``expiring`` and ``timeline`` (0..1, where not_after falls in the next
-    ``days`` days)."""
+def _drift_text(host: str, finding: dict) -> str:
+    where = '/'.join(str(finding[k]) for k in ('store', 'user') if finding.get(k))
+    if finding['kind'] == 'missing':
+        what = 'missing, %s' % finding.get('outcome', 'still_missing').replace('_', ' ')
+    elif finding['kind'] == 'unclaimed':
+        what = 'installed, claimed by no identity of the host'
+    else:
+        what = '%s copy installed, %s' % ('revoked' if finding['kind'] == 'revoked_installed'
+                                          else finding.get('reason') or 'superseded', finding.get('outcome', ''))
+    return '%s %s: %s' % (host, where, what.rstrip(', '))
+
+
+def _drift_by_row(host_audits) -> tuple:
+    """({serial: [text]}, {identity: [text]}): what the last audit of each host found, by the serial it names
+    (a copy removed or left) and by identity (a current certificate that was missing)."""
+    by_serial: dict = {}
+    by_identity: dict = {}
+    for audit in host_audits or []:
+        for finding in audit.get('findings') or []:
+            text = _drift_text(str(audit.get('host')), finding)
+            if finding.get('kind') == 'missing':
+                by_identity.setdefault(str(finding.get('identity')), []).append(text)
+            elif finding.get('serial'):
+                by_serial.setdefault(str(finding['serial']), []).append(text)
+    return by_serial, by_identity
+
+
+def certificate_report(certificates, deployments=None, expiring_within=30, now=None, days=TIMELINE_DAYS,
+                       host_audits=None):
+    """One row per certificate: the info module's fields plus ``hosts`` (from the deployment records), ``drift``
+    (what the last drift audit of each host found about it, from ``host_audits``), a signed ``days_left``
+    (negative once expired), ``expiring`` and ``timeline`` (0..1, where not_after falls in the next ``days``
+    days)."""
     moment = _now(now)
+    drift_serial, drift_identity = _drift_by_row(host_audits)
     hosts: dict = {}
     for record in deployments or []:
         hosts.setdefault(str(record.get('serial')), []).append(str(record.get('host')))
@@ -44,11 +74,31 @@ def certificate_report(certificates, deployments=None, expiring_within=30, now=N
         not_after = _parse(certificate.get('not_after'))
         days_left = int((not_after - moment).total_seconds() // 86400) if not_after else None
         row['hosts'] = sorted(hosts.get(str(certificate.get('serial')), []))
+        found = list(drift_serial.get(str(certificate.get('serial')), []))
+        if certificate.get('current'):
+            found += drift_identity.get(str(certificate.get('identity')), [])
+        row['drift'] = '; '.join(sorted(found))
         row['days_left'] = days_left
         row['expiring'] = bool(row.get('status') == 'valid' and days_left is not None and days_left <= horizon)
         row['timeline'] = (min(max(days_left / float(days), 0.0), 1.0) if days_left is not None else 0.0)
         rows.append(row)
     return rows
+
+
+AUDIT_COUNTS = ('missing', 'restored', 'still_missing', 'removed_revoked', 'removed_superseded', 'unclaimed',
+                'problems')
+
+
+def drift_counts(host_audits):
+    """The report's drift counts over the hosts' last audits: hosts audited, hosts with drift, and the sums."""
+    counts = dict.fromkeys(('hosts_audited', 'hosts_with_drift') + AUDIT_COUNTS, 0)
+    for audit in host_audits or []:
+        summary = audit.get('summary') or {}
+        counts['hosts_audited'] += 1
+        counts['hosts_with_drift'] += 1 if summary.get('drift') else 0
+        for key in AUDIT_COUNTS:
+            counts[key] += int(summary.get(key, 0))
+    return counts
 
 
 def timeline_axis(now=None, days=TIMELINE_DAYS):
@@ -78,6 +128,7 @@ class FilterModule:
     def filters(self):
         return {
             'certificate_report': certificate_report,
+            'drift_counts': drift_counts,
             'timeline_axis': timeline_axis,
             'to_csv': to_csv,
         }

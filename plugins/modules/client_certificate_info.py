@@ -64,6 +64,7 @@ options:
         and M(certfleet.pki.client_certificate_deployment) keep them.
       - Without filters, every record; with O(identity) alone, that identity's records; with any other filter,
         the records of the selected certificates.
+      - Without O(identity), add RV(host_audits) too, what the last drift audit found on each host.
       - Ignored with O(requests).
     type: bool
     default: false
@@ -249,6 +250,33 @@ deployments:
   sample:
     - {identity: alice, host: laptop-17, serial: 5F1B0C2D9E8A7B6C, stores: [chromium, firefox],
        deployed_at: "2026-11-21T08:06:00Z"}
+host_audits:
+  description:
+    - What the last drift audit (C(certfleet.pki.audit)) found on each audited host, as
+      M(certfleet.pki.client_certificate_deployment) (O(certfleet.pki.client_certificate_deployment#module:host_audits))
+      keeps it.
+  returned: when O(include_deployments=true) and neither O(identity) nor O(requests) is given
+  type: list
+  elements: dict
+  contains:
+    host:
+      description: The inventory name of the host.
+      type: str
+    audited_at:
+      description: When the host was last audited, ISO 8601 UTC.
+      type: str
+    summary:
+      description: The counts (C(stores), C(missing), C(restored), C(still_missing), C(removed_revoked),
+        C(removed_superseded), C(foreign), C(unclaimed), C(problems)) and C(drift).
+      type: dict
+    findings:
+      description: What was found (C(kind), C(identity), C(store), C(user), C(path), C(serial), C(outcome),
+        C(reason), C(message)).
+      type: list
+      elements: dict
+  sample:
+    - {host: pc1, audited_at: "2026-11-28T02:00:00Z", summary: {missing: 1, restored: 1, drift: true},
+       findings: [{kind: missing, identity: alice, store: firefox, user: alice, outcome: restored}]}
 superseded:
   description:
     - The certificates of O(identity) other than its current one, oldest first, whatever the other filters select

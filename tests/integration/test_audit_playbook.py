@@ -14,6 +14,8 @@ listing bob's revoked certificate), and nginx logs alice's current serial.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import pathlib
 import re
@@ -153,6 +155,21 @@ def test_the_audit_repairs_lost_profiles_and_removes_a_revoked_certificate_put_b
     assert "'hosts_with_drift': 2" in run.output or '"hosts_with_drift": 2' in run.output, run.explain()
     left = [p.name for p in fleet['tmp'].iterdir() if p.name.startswith('certfleet-')]
     assert left == [], left  # no PKCS#12 or password file outlives the run
+    # The CA store keeps what was found per host, and the report shows it in its drift column and counts.
+    kept = {host: (json.loads(summary), json.loads(findings)) for host, summary, findings in sqlite_rows(
+        fleet['ca'] / 'state.db', 'SELECT host, summary, findings FROM host_audits')}
+    assert kept['h1'][0]['restored'] == 2 and kept['h1'][0]['drift'] is True
+    assert sorted((f['kind'], f.get('identity'), f.get('outcome')) for f in kept['h1'][1]) == [
+        ('missing', 'alice', 'restored')] * 2
+    assert [(f['kind'], f['serial']) for f in kept['h2'][1]] == [('revoked_installed', old_bob)]
+    report = fleet['play']('report')
+    assert report.returncode == 0, report.explain()
+    rows = {row['serial']: row for row in csv.DictReader(io.StringIO(
+        (pathlib.Path(str(fleet['ca']) + '-reports') / 'certificates.csv').read_text()))}
+    assert rows[old_bob]['drift'].startswith('h2 firefox') and 'revoked copy installed, removed' in rows[old_bob]['drift']
+    assert rows[alice]['drift'].count('missing, restored') == 2 and rows[carol]['drift'] == ''
+    html = (pathlib.Path(str(fleet['ca']) + '-reports') / 'certificates.html').read_text()
+    assert '2 of 2 audited hosts had drift' in ' '.join(html.split())
 
     again = fleet['play']('audit')
     assert again.returncode == 0, again.explain()

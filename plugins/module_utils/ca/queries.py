@@ -41,6 +41,7 @@ def query(ca, *, identity=None, serial=None, status=None, expiring_within=None, 
         # flat however many certificates the store holds.
         counts = ca.store.counts(now) if identity is None else None
         deployed = ca.store.deployments([identity] if identity is not None else None) if include_deployments else None
+        audited = ca.store.host_audits() if include_deployments and identity is None else None
     selected = [r.to_result(now, include_pem=include_certificate) for r in records
                 if _selected(r, now, status, horizon, current_only)]
     authority = ca.authority.summary()
@@ -57,6 +58,8 @@ def query(ca, *, identity=None, serial=None, status=None, expiring_within=None, 
         unfiltered = serials is None and status is None and expiring_within is None and not current_only
         wanted = {c['serial'] for c in selected}
         result['deployments'] = [d for d in deployed if unfiltered or d['serial'] in wanted]
+    if audited is not None:
+        result['host_audits'] = audited  # what the last drift audit found per host (certfleet.pki.audit)
     return result
 
 

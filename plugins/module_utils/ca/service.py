@@ -205,6 +205,9 @@ class ManagedCA:
     def record_deployments(self, deployments: list, state: str = 'present', check_mode: bool = False) -> dict:
         return deployments_lib.record_deployments(self, deployments, state, check_mode)
 
+    def record_host_audits(self, audits: list, check_mode: bool = False) -> dict:
+        return deployments_lib.record_host_audits(self, audits, check_mode)
+
     def export(self, **options) -> dict:
         return export_lib.export(self, **options)
 

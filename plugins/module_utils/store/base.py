@@ -211,6 +211,14 @@ class CertificateStore(abc.ABC):
     def deployments(self, identities: list | None = None) -> list: ...
 
     @abc.abstractmethod
+    def record_host_audit(self, host: str, at: datetime.datetime, summary: dict, findings: list) -> None:
+        """Keep what the last drift audit found on ``host`` (its counts and findings), replacing the previous."""
+
+    @abc.abstractmethod
+    def host_audits(self) -> list:
+        """The last drift audit of every audited host: [{host, audited_at, summary, findings}], by host."""
+
+    @abc.abstractmethod
     def record_request_rows(self, rows: list) -> None:
         """Remember bulk request lines carried out (digest, action, identity, serial, previous_serial, batch, line,
         processed_at)."""

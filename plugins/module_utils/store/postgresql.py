@@ -158,15 +158,25 @@ CREATE TABLE request_rows (
 CREATE INDEX request_rows_digest ON request_rows(digest);
 """
 
+_SCHEMA_V4 = """
+CREATE TABLE host_audits (
+    host TEXT COLLATE "C" PRIMARY KEY,
+    audited_at TEXT NOT NULL,
+    summary TEXT NOT NULL DEFAULT '{}',
+    findings TEXT NOT NULL DEFAULT '[]'
+);
+"""
+
 # version -> SQL that brings the previous version to it. Append only; never edit a released step. The versions
 # are those of the SQLite store: one schema version means the same content on both engines.
 MIGRATIONS = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
     3: _SCHEMA_V3,
+    4: _SCHEMA_V4,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
-REQUIRED_TABLES = {'meta', 'certificates', 'held_keys', 'audit', 'deployments', 'request_rows'}
+REQUIRED_TABLES = {'meta', 'certificates', 'held_keys', 'audit', 'deployments', 'request_rows', 'host_audits'}
 
 # Does the state schema exist, its schema version (query_to_xml runs only when the table exists: CASE), its tables.
 _OPENING_QUERY = """
@@ -686,6 +696,17 @@ class PostgreSQLStore(CertificateStore):
         return [{'identity': row[0], 'host': row[1], 'serial': row[2], 'stores': json.loads(row[3]),
                  'deployed_at': row[4]} for row in self._exec(sql, params)]
 
+    # -- drift audits --------------------------------------------------------------------------------------------
+    def record_host_audit(self, host: str, at, summary: dict, findings: list) -> None:
+        self._exec('INSERT INTO host_audits (host, audited_at, summary, findings) VALUES (%s, %s, %s, %s) '
+                   'ON CONFLICT (host) DO UPDATE SET audited_at = excluded.audited_at, summary = excluded.summary, '
+                   'findings = excluded.findings',
+                   (host, to_iso(at), json.dumps(summary, sort_keys=True), json.dumps(findings, sort_keys=True)))
+
+    def host_audits(self) -> list:
+        return [{'host': row[0], 'audited_at': row[1], 'summary': json.loads(row[2]), 'findings': json.loads(row[3])}
+                for row in self._exec('SELECT host, audited_at, summary, findings FROM host_audits ORDER BY host')]
+
     # -- bulk request lines -------------------------------------------------------------------------------------
     def record_request_rows(self, rows: list) -> None:
         self._exec_many('INSERT INTO request_rows (digest, action, identity, serial, previous_serial, batch, line, '
@@ -759,7 +780,7 @@ class PostgreSQLStore(CertificateStore):
 
 # Insertion order per table: the generated ids where there are some, else the key (certificates by issue time).
 _COPY_ORDER = {'meta': 'key', 'certificates': 'issued_at, serial', 'held_keys': 'serial', 'audit': 'id',
-               'deployments': 'identity, host', 'request_rows': 'id'}
+               'deployments': 'identity, host', 'request_rows': 'id', 'host_audits': 'host'}
 
 
 def _known(table: str) -> str:

@@ -120,14 +120,25 @@ CREATE TABLE request_rows (
 CREATE INDEX request_rows_digest ON request_rows(digest);
 """
 
+# Version 4: what the last drift audit found on each host (certfleet.pki.audit), for the report.
+_SCHEMA_V4 = """
+CREATE TABLE host_audits (
+    host TEXT PRIMARY KEY,
+    audited_at TEXT NOT NULL,
+    summary TEXT NOT NULL DEFAULT '{}',
+    findings TEXT NOT NULL DEFAULT '[]'
+);
+"""
+
 # version -> SQL that brings the previous version to it. Append only; never edit a released step.
 MIGRATIONS = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
     3: _SCHEMA_V3,
+    4: _SCHEMA_V4,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
-REQUIRED_TABLES = {'meta', 'certificates', 'held_keys', 'audit', 'deployments', 'request_rows'}
+REQUIRED_TABLES = {'meta', 'certificates', 'held_keys', 'audit', 'deployments', 'request_rows', 'host_audits'}
 
 _COLUMNS = ('serial, identity, subject, subject_json, sans_json, profile, key_type, key_status, public_key_sha256, '
             'not_before, not_after, fingerprint_sha256, fingerprint_sha1, pem, issued_at, status, is_current, '
@@ -592,6 +603,17 @@ class SQLiteStore(CertificateStore):
         return [{'identity': row[0], 'host': row[1], 'serial': row[2], 'stores': json.loads(row[3]),
                  'deployed_at': row[4]} for row in self._exec(sql, params)]
 
+    # -- drift audits --------------------------------------------------------------------------------------------
+    def record_host_audit(self, host: str, at, summary: dict, findings: list) -> None:
+        self._exec('INSERT INTO host_audits (host, audited_at, summary, findings) VALUES (?, ?, ?, ?) '
+                   'ON CONFLICT(host) DO UPDATE SET audited_at = excluded.audited_at, summary = excluded.summary, '
+                   'findings = excluded.findings',
+                   (host, to_iso(at), json.dumps(summary, sort_keys=True), json.dumps(findings, sort_keys=True)))
+
+    def host_audits(self) -> list:
+        return [{'host': row[0], 'audited_at': row[1], 'summary': json.loads(row[2]), 'findings': json.loads(row[3])}
+                for row in self._exec('SELECT host, audited_at, summary, findings FROM host_audits ORDER BY host')]
+
     # -- bulk request lines -------------------------------------------------------------------------------------
     def record_request_rows(self, rows: list) -> None:
         self._exec_many('INSERT INTO request_rows (digest, action, identity, serial, previous_serial, batch, line, '
@@ -656,7 +678,9 @@ class SQLiteStore(CertificateStore):
 
     # -- whole-state copy -------------------------------------------------------------------------------------
     def export_rows(self, table: str, columns: tuple):
-        return iter(self._exec('SELECT %s FROM %s ORDER BY rowid' % (', '.join(columns), _known(table))))
+        # Tables with a natural key go in key order, as PostgreSQL gives them, so a copy compares equal either way.
+        order = _KEY_ORDER.get(table, 'rowid')
+        return iter(self._exec('SELECT %s FROM %s ORDER BY %s' % (', '.join(columns), _known(table), order)))
 
     def import_rows(self, table: str, columns: tuple, rows: list) -> None:
         self._exec_many('INSERT INTO %s (%s) VALUES (%s)' % (_known(table), ', '.join(columns),
@@ -664,6 +688,9 @@ class SQLiteStore(CertificateStore):
 
     def import_links(self, links: list) -> None:
         self._exec_many('UPDATE certificates SET renews = ?, renewed_by = ? WHERE serial = ?', links)
+
+
+_KEY_ORDER = {'deployments': 'identity, host', 'host_audits': 'host'}
 
 
 def _known(table: str) -> str:

@@ -31,6 +31,7 @@ TABLES = (
     ('audit', ('at', 'action', 'identity', 'serials', 'outcome', 'detail')),
     ('deployments', ('identity', 'host', 'serial', 'stores', 'deployed_at')),
     ('request_rows', ('digest', 'action', 'identity', 'serial', 'previous_serial', 'batch', 'line', 'processed_at')),
+    ('host_audits', ('host', 'audited_at', 'summary', 'findings')),
 )
 BATCH = 2000
 

@@ -8,7 +8,7 @@ import io
 
 import pytest
 
-from ansible_collections.certfleet.pki.plugins.filter.report import certificate_report, timeline_axis, to_csv
+from ansible_collections.certfleet.pki.plugins.filter.report import certificate_report, drift_counts, timeline_axis, to_csv
 
 NOW = '2026-01-15T12:00:00Z'
 
@@ -53,3 +53,42 @@ def test_timeline_axis_has_twelve_month_ticks_in_order():
                                            'Dec', '2027']
     fractions = [t['fraction'] for t in ticks]
     assert fractions == sorted(fractions) and 0 < fractions[0] and fractions[-1] <= 1
+
+
+AUDITS = [
+    {'host': 'pc1', 'audited_at': NOW, 'summary': {'stores': 2, 'missing': 1, 'restored': 1, 'drift': True},
+     'findings': [{'kind': 'missing', 'identity': 'alice', 'store': 'firefox', 'user': 'alice', 'outcome': 'restored'},
+                  {'kind': 'revoked_installed', 'identity': 'alice', 'store': 'chromium', 'user': 'alice',
+                   'serial': 'A0', 'outcome': 'removed', 'reason': 'revoked'}]},
+    {'host': 'pc2', 'audited_at': NOW, 'summary': {'stores': 1, 'missing': 1, 'still_missing': 1, 'drift': True},
+     'findings': [{'kind': 'missing', 'identity': 'bob', 'store': 'firefox', 'outcome': 'still_missing'}]},
+    {'host': 'pc3', 'audited_at': NOW, 'summary': {'stores': 3, 'drift': False}, 'findings': []},
+]
+
+
+def test_certificate_report_drift_column_names_host_store_and_what_happened():
+    rows = certificate_report([_cert('A0', 'revoked', current=False), _cert('A1', current=True),
+                               _cert('B1', identity='bob', current=True), _cert('C1', identity='carol', current=True)],
+                              [], now=NOW, host_audits=AUDITS)
+    drift = {row['serial']: row['drift'] for row in rows}
+    assert drift == {'A0': 'pc1 chromium/alice: revoked copy installed, removed',
+                     'A1': 'pc1 firefox/alice: missing, restored',
+                     'B1': 'pc2 firefox: missing, still missing',
+                     'C1': ''}
+
+
+def test_certificate_report_without_audits_has_an_empty_drift_column():
+    assert [row['drift'] for row in certificate_report([_cert('A1', current=True)], [], now=NOW)] == ['']
+
+
+def test_drift_column_is_in_the_csv():
+    rows = certificate_report([_cert('A1', current=True)], [], now=NOW, host_audits=AUDITS)
+    parsed = list(csv.DictReader(io.StringIO(to_csv(rows))))
+    assert parsed[0]['drift'] == 'pc1 firefox/alice: missing, restored'
+
+
+def test_drift_counts_over_the_hosts_last_audits():
+    assert drift_counts(AUDITS) == {'hosts_audited': 3, 'hosts_with_drift': 2, 'missing': 2, 'restored': 1,
+                                    'still_missing': 1, 'removed_revoked': 0, 'removed_superseded': 0,
+                                    'unclaimed': 0, 'problems': 0}
+    assert drift_counts([])['hosts_audited'] == 0

@@ -14,7 +14,7 @@ import jinja2
 import pytest
 
 from ansible_collections.certfleet.pki.plugins.filter.certificate_table import certificate_table
-from ansible_collections.certfleet.pki.plugins.filter.report import certificate_report, timeline_axis
+from ansible_collections.certfleet.pki.plugins.filter.report import certificate_report, drift_counts, timeline_axis
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 TEMPLATES = os.path.join(_REPO, 'playbooks', 'templates')
@@ -48,16 +48,16 @@ def _certificates():
     ]]
 
 
-def render(rows, now=NOW):
+def render(rows, now=NOW, host_audits=()):
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True,
                              undefined=jinja2.StrictUndefined)
     env.filters['certfleet.pki.timeline_axis'] = lambda _value, *a, **k: timeline_axis(now, *a, **k)
     counts = dict.fromkeys(('certificates', 'identities', 'hosts', 'valid', 'expiring', 'pending_revocation',
-                            'revoked', 'expired'), 0)
+                            'revoked', 'expired', 'with_drift'), 0)
     return env.get_template('certificates.html.j2').render(
-        _certfleet_report_rows=rows,
+        _certfleet_report_rows=rows, _certfleet_report_info={'host_audits': list(host_audits)},
         certfleet_report={'ca': 'CN=Example Client CA', 'generated_at': '2026-01-28T12:00:00Z',
-                          'expiring_within': 30, 'counts': counts})
+                          'expiring_within': 30, 'counts': counts, 'drift': drift_counts(host_audits)})
 
 
 class _Page(HTMLParser):
@@ -98,9 +98,9 @@ class _Page(HTMLParser):
             self.css += data
 
 
-def _page(rows):
+def _page(rows, host_audits=()):
     page = _Page()
-    page.feed(render(rows))
+    page.feed(render(rows, host_audits=host_audits))
     page.rows = [row for row in page.rows if row]      # the header row has th, not td
     return page
 
@@ -155,3 +155,31 @@ def test_rows_are_in_the_console_table_order(rows):
     assert [row[1]['text'] for row in page.rows] == console == ['A1', 'A2', 'B1', 'B2', 'C1']
     labels = [text['text'].split('\u00b7')[1].strip() for text in page.texts if '\u00b7' in text['text']]
     assert labels == console
+
+
+AUDITS = [
+    {'host': 'pc1', 'audited_at': '2026-01-27T02:00:00Z',
+     'summary': {'stores': 2, 'missing': 1, 'restored': 1, 'removed_revoked': 1, 'drift': True},
+     'findings': [{'kind': 'missing', 'identity': 'alice', 'store': 'firefox', 'user': 'alice', 'outcome': 'restored'},
+                  {'kind': 'revoked_installed', 'identity': 'alice', 'store': 'chromium', 'serial': 'A1',
+                   'outcome': 'removed', 'reason': 'revoked'}]},
+    {'host': 'pc2', 'audited_at': '2026-01-27T02:00:00Z', 'summary': {'stores': 1, 'drift': False}, 'findings': []},
+]
+
+
+def test_drift_column_and_last_audit_per_host():
+    rows = certificate_report(_certificates(), [], 30, now=NOW, host_audits=AUDITS)
+    page = _page(rows, AUDITS)
+    certificates = {row[1]['text']: row for row in page.rows[:5]}
+    assert [c['text'] for c in certificates['A2'] if c['class'] == 'drift'] == ['pc1 firefox/alice: missing, restored']
+    assert [c['text'] for c in certificates['A1'] if c['class'] == 'drift'] == [
+        'pc1 chromium: revoked copy installed, removed']
+    assert [c['text'] for c in certificates['B2'] if c['class'] == 'drift'] == ['']
+    audits = [[cell['text'].strip() for cell in row] for row in page.rows[5:]]
+    assert audits == [['pc1', '2026-01-27T02:00:00Z', '2', '1', '1', '0', '1', '0', '0', '0', '0'],
+                      ['pc2', '2026-01-27T02:00:00Z', '1', '0', '0', '0', '0', '0', '0', '0', '0']]
+    assert '1 of 2 audited hosts had drift' in ' '.join(render(rows, host_audits=AUDITS).split())
+
+
+def test_without_audits_the_page_says_so(rows):
+    assert 'No host has been audited yet' in render(rows)

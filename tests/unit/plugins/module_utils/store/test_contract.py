@@ -173,6 +173,7 @@ def contents(store, oldest_schema: bool = False) -> dict:
                  'keys': {r.serial: store.wrapped_key(r.serial) for r in records}, 'revoked': store.revoked_entries()}
         if not oldest_schema:
             found['deployments'] = store.deployments()
+            found['host_audits'] = store.host_audits()
         return found
 
 
@@ -353,6 +354,23 @@ def test_deployments(store):
         assert store.remove_deployment('alice', 'pc2') is False
     with store.read():
         assert [(d['identity'], d['host']) for d in store.deployments()] == [('alice', 'pc1'), ('bob', 'pc1')]
+
+
+def test_host_audits(store):
+    later = NOW + datetime.timedelta(days=7)
+    findings = [{'kind': 'missing', 'identity': 'alice', 'store': 'firefox', 'outcome': 'restored'}]
+    with store.write():
+        store.record_host_audit('pc2', NOW, {'missing': 1, 'drift': True}, findings)
+        store.record_host_audit('pc1', NOW, {'missing': 0, 'drift': False}, [])
+    with store.read():
+        assert [(a['host'], a['summary'], a['findings']) for a in store.host_audits()] == [
+            ('pc1', {'missing': 0, 'drift': False}, []), ('pc2', {'missing': 1, 'drift': True}, findings)]
+    with store.write():  # the host's last audit replaces the one before
+        store.record_host_audit('pc2', later, {'missing': 0, 'drift': False}, [])
+    with store.read():
+        audits = {a['host']: a for a in store.host_audits()}
+        assert len(audits) == 2 and audits['pc2']['findings'] == [] and audits['pc2']['summary']['drift'] is False
+        assert audits['pc2']['audited_at'] > audits['pc1']['audited_at']
 
 
 def test_request_rows(store):
@@ -606,7 +624,7 @@ def test_migrates_from_the_oldest_schema_keeping_data(backend, monkeypatch):
         migrated = backend.open()
         try:
             assert migrated.schema_version == max(sqlite_store.MIGRATIONS)
-            assert contents(migrated) == dict(before, deployments=[])  # the data survived
+            assert contents(migrated) == dict(before, deployments=[], host_audits=[])  # the data survived
         finally:
             migrated.close()
     migrated = backend.open()
