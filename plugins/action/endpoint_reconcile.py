@@ -46,7 +46,12 @@ class ActionModule(ActionBase):
         args = copy.deepcopy(dict(self._task.args))
         windows = {name: args.pop(name, None) or default for name, default in WINDOWS_OPTIONS.items()}
         if self._connection._shell.SHELL_FAMILY == 'powershell':
-            result.update(self._run_windows(args, windows, task_vars))
+            try:
+                result.update(self._run_windows(args, windows, task_vars))
+            finally:
+                # The folder holds the PKCS#12 files: it goes whatever happened, a refused input included.
+                if self._connection._shell.tmpdir:
+                    self._remove_tmp_path(self._connection._shell.tmpdir, force=True)
             return result
         identities = args.get('identities')
         staged = [(index, entry) for index, entry in enumerate(identities if isinstance(identities, list) else [])
@@ -87,7 +92,7 @@ class ActionModule(ActionBase):
 
     # -- Windows ------------------------------------------------------------------------------------------------
     def _run_windows(self, args: dict, windows: dict, task_vars) -> dict:
-        """Read, decide on the controller, write and verify one Windows store; the remote folder goes always."""
+        """Read, decide on the controller, write and verify one Windows store."""
         location, ca_location = windows['windows_store_location'], windows['windows_store_ca_location']
         for name, value in (('windows_store_location', location), ('windows_store_ca_location', ca_location)):
             if value not in LOCATIONS:
@@ -100,12 +105,8 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail('%s%s' % ('%s: ' % exc.field if exc.field else '', exc.message)) from None
         store = _HostStore(self, task_vars, location=location, ca_location=ca_location, sources=sources,
                            ca_pem=plan.ca_pem)
-        try:
-            result = reconcile_windows_store(plan=plan, store=store, location=location, ca_location=ca_location,
-                                             check_mode=bool(self._task.check_mode))
-        finally:
-            if self._connection._shell.tmpdir:
-                self._remove_tmp_path(self._connection._shell.tmpdir, force=True)
+        result = reconcile_windows_store(plan=plan, store=store, location=location, ca_location=ca_location,
+                                         check_mode=bool(self._task.check_mode))
         if not self._task.diff:
             result.pop('diff', None)
         if location == 'current_user' and not self._play_context.become:
@@ -175,7 +176,9 @@ class _HostStore(WindowsStore):
 
     def read(self) -> dict:
         outcome = self._module('ansible.windows.win_powershell', {
-            'script': READ_SCRIPT, 'parameters': {'Location': self.location, 'CaLocation': self.ca_location}})
+            'script': READ_SCRIPT, 'parameters': {'Location': self.location, 'CaLocation': self.ca_location},
+            # result -> my -> one certificate's fields: the default depth (2) would flatten them into strings
+            'depth': 4, 'error_action': 'stop'})
         error = _failure(outcome)
         if error is not None:
             raise CertfleetError(error)

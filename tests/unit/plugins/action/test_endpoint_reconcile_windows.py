@@ -78,6 +78,7 @@ class EmulatedWindows:
 
     def _read(self, args) -> dict:
         assert 'SupportsShouldProcess' in args['script']  # runs in check mode too
+        assert args['depth'] >= 3  # result -> my -> the fields of one certificate
         if self.read_error:
             return {'failed': True, 'msg': self.read_error}
         params = args['parameters']
@@ -340,6 +341,7 @@ def test_unknown_location_and_a_host_path_are_refused_before_the_host_is_touched
     with pytest.raises(AnsibleActionFail, match='pkcs12_src'):
         fleet.run(identities=[wanted])
     assert fleet.host.calls == []
+    assert len(fleet.host.removed_tmp) == 2  # the remote folder goes on a refused input too
 
 
 def test_pkcs12_of_another_certificate_is_refused_on_the_controller(fleet):
