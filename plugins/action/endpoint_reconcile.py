@@ -15,6 +15,7 @@ import copy
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CertfleetError
@@ -115,7 +116,7 @@ class ActionModule(ActionBase):
             result['warnings'] = ['windows_store_location=current_user without become: the store is the connection '
                                   "user's, and a PKCS#12 import over WinRM may fail without become (runas)"]
         problems = ['%s %s: %s' % (s['store'], s['path'], p) for s in result['stores'] for p in s['problems']]
-        if problems and args.get('fail_on_problems', True) not in (False, 'false', 'no', 'False'):
+        if problems and boolean(args.get('fail_on_problems', True), strict=False):
             result.update(failed=True, msg='%d store(s) could not be reconciled: %s'
                           % (result['summary']['with_problems'], '; '.join(problems)))
         return result

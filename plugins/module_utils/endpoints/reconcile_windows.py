@@ -256,7 +256,7 @@ def _apply(work: WindowsWork, store: WindowsStore) -> list:
     if not _remove_all(work, store, failed):
         return listing_lines(middle)
     try:
-        after, _ = _read_again(store, result)
+        after = _read_again(store, result)[0]
     except CertfleetError as exc:
         result['problems'].append('reading the store after the removals: %s' % exc.message)
         return listing_lines(middle)

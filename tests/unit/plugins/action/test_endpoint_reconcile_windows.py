@@ -58,7 +58,8 @@ class EmulatedWindows:
                    == fingerprint_sha256 for c in self.my[location].values())
 
     def writes(self) -> list:
-        return [c for c in self.calls if c[0] == STORE]
+        """The arguments of every win_certificate_store call, in order."""
+        return [args for name, args in self.calls if name == STORE]
 
     def execute(self, module_name, module_args, task_vars=None):
         args = json.loads(json.dumps(module_args))  # what crosses the wire is JSON
@@ -193,7 +194,7 @@ def test_missing_identity_is_imported_verified_and_the_ca_added_to_root(fleet):
     assert store['ca_changed'] == 'add' and store['ca_store'] == 'Cert:\\LocalMachine\\Root'
     assert thumbprint(fleet.ca_certificate) in fleet.host.root['LocalMachine']
     # the verification is a second read after the writes
-    modules = [name for name, _ in fleet.host.calls]
+    modules = [call[0] for call in fleet.host.calls]
     assert modules.count(POWERSHELL) == 2 and modules.index(STORE) < len(modules) - 1
     assert result['summary']['imported'] == 1 and result['diff'] and 'alice' not in result['diff'][0]['before']
     assert fleet.host.removed_tmp and fleet.host.files == {}  # the PKCS#12 and the CA left the host
@@ -213,7 +214,7 @@ def test_missing_without_pkcs12_is_reported_and_nothing_is_written(fleet):
     result = fleet.run(identities=[fleet.alice_wanted(with_p12=False)])
     store = only_store(result)
     assert store['missing'] == ['alice'] and store['imported'] == []
-    assert [a for _, a in fleet.host.writes() if a['store_name'] == 'My'] == []
+    assert [a for a in fleet.host.writes() if a['store_name'] == 'My'] == []
 
 
 def test_copy_without_its_key_counts_as_missing_and_is_imported_with_the_key(fleet):
@@ -235,7 +236,7 @@ def test_superseded_certificate_is_removed_after_the_current_one_is_imported(fle
     assert store['removed'][0]['fingerprint_sha256'] == fleet.alice_old['fingerprint_sha256']
     assert store['removed'][0]['subject'] == old.subject.rfc4514_string()
     assert not fleet.host.holds(fleet.alice_old['fingerprint_sha256'])
-    order = [a.get('state') for _, a in fleet.host.writes()]
+    order = [a.get('state') for a in fleet.host.writes()]
     assert order.index('present') < order.index('absent')  # import (and verify) first, then remove
 
 
@@ -248,7 +249,7 @@ def test_another_identity_and_a_foreign_certificate_are_untouched(fleet):
     assert store['removed'] == []
     assert fleet.host.holds(fleet.bob['fingerprint_sha256'])
     assert fleet.host.holds(fleet.foreign['fingerprint_sha256'])
-    assert [a for _, a in fleet.host.writes() if a['state'] == 'absent'] == []
+    assert [a for a in fleet.host.writes() if a['state'] == 'absent'] == []
 
 
 def test_revoked_certificate_of_our_ca_is_removed_whoever_it_belongs_to(fleet):
@@ -330,7 +331,7 @@ def test_local_machine_store_is_read_and_written_there(fleet):
     store = only_store(fleet.run(windows_store_location='local_machine'))
     assert store['path'] == 'Cert:\\LocalMachine\\My' and store['imported'] == ['alice']
     assert fleet.host.holds(fleet.alice['fingerprint_sha256'], location='LocalMachine')
-    imports = [a for _, a in fleet.host.writes() if a['store_name'] == 'My']
+    imports = [a for a in fleet.host.writes() if a['store_name'] == 'My']
     assert imports[0]['key_storage'] == 'machine'
 
 
@@ -378,5 +379,5 @@ def test_listing_items_that_are_not_certificates_or_do_not_match_their_thumbprin
                                        dict(good, Thumbprint='00' * 20)])
     assert [(e.serial, e.has_key, e.nickname) for e in entries] == [(fleet.bob['serial'], True, '')]
     assert len(problems) == 2 and 'entry 1' in problems[0] and 'entry 2' in problems[1]
-    single, _ = parse_listing(good)  # PowerShell may return a list of one as the item
+    single = parse_listing(good)[0]  # PowerShell may return a list of one as the item
     assert len(single) == 1
