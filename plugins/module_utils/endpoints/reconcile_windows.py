@@ -185,6 +185,11 @@ def _add_thumbprints(described: list, entries: list) -> None:
         item.setdefault('thumbprint', by_fingerprint.get(item['fingerprint_sha256']))
 
 
+def utc_now() -> datetime.datetime:
+    """The clock expiry is judged by (one place, so tests can move it)."""
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
 def listing_lines(entries: list) -> list:
     return sorted('%s %s serial=%s sha256=%s%s' % (e.thumbprint, e.nickname or '-', e.serial,
                                                    e.fingerprint_sha256[:16], ' (key)' if e.has_key else '')
@@ -200,8 +205,7 @@ def reconcile_windows_store(*, plan: Plan, store: WindowsStore, location: str = 
         result = new_result(location, ca_location)
         result.update(exists=None, problems=['reading %s: %s' % (result['path'], exc.message)])
         return host_result(result, None)
-    work = decide_store(listing=listing, plan=plan, location=location, ca_location=ca_location,
-                        now=now or datetime.datetime.now(datetime.timezone.utc))
+    work = decide_store(listing=listing, plan=plan, location=location, ca_location=ca_location, now=now or utc_now())
     after = listing_lines(work.before)
     if work.needed() and check_mode:
         after = _predict(work)

@@ -13,6 +13,7 @@ certificates, PKCS#12 files and the CA are real (the managed CA library, tests/u
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import types
 
@@ -25,6 +26,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.shell.powershell import ShellModule
 
 from ansible_collections.certfleet.pki.plugins.action.endpoint_reconcile import ActionModule
+from ansible_collections.certfleet.pki.plugins.module_utils.endpoints import reconcile_windows
 
 P12_PASSWORD = 'p12 transport secret for windows'
 FAST = 1000  # PBKDF2 rounds: these tests are not about PKCS#12 strength
@@ -240,6 +242,17 @@ def test_superseded_certificate_is_removed_after_the_current_one_is_imported(fle
     assert order.index('present') < order.index('absent')  # import (and verify) first, then remove
 
 
+def test_expired_certificate_of_the_identity_is_removed_as_expired(fleet, monkeypatch):
+    old = fleet.certificate(fleet.alice_old)
+    fleet.host.hold(old)
+    fleet.host.hold(fleet.certificate(fleet.alice))
+    later = old.not_valid_after_utc + datetime.timedelta(days=1)
+    monkeypatch.setattr(reconcile_windows, 'utc_now', lambda: later)
+    store = only_store(fleet.run())
+    assert store['present'] == ['alice']
+    assert [(r['serial'], r['reason']) for r in store['removed']] == [(fleet.alice_old['serial'], 'expired')]
+
+
 def test_another_identity_and_a_foreign_certificate_are_untouched(fleet):
     fleet.host.hold(fleet.certificate(fleet.bob))
     fleet.host.hold(fleet.certificate(fleet.foreign))
@@ -371,13 +384,12 @@ def test_windows_options_do_not_reach_the_linux_module(fleet):
 
 # -- the listing -----------------------------------------------------------------------------------------------------
 def test_listing_items_that_are_not_certificates_or_do_not_match_their_thumbprint_are_problems(fleet):
-    from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.reconcile_windows import parse_listing
     certificate = fleet.certificate(fleet.bob)
     good = {'RawData': base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode(),
             'Thumbprint': thumbprint(certificate).lower(), 'HasPrivateKey': True, 'FriendlyName': None}
-    entries, problems = parse_listing([good, {'RawData': 'not base64!', 'Thumbprint': 'AA'},
+    entries, problems = reconcile_windows.parse_listing([good, {'RawData': 'not base64!', 'Thumbprint': 'AA'},
                                        dict(good, Thumbprint='00' * 20)])
     assert [(e.serial, e.has_key, e.nickname) for e in entries] == [(fleet.bob['serial'], True, '')]
     assert len(problems) == 2 and 'entry 1' in problems[0] and 'entry 2' in problems[1]
-    single = parse_listing(good)[0]  # PowerShell may return a list of one as the item
+    single = reconcile_windows.parse_listing(good)[0]  # PowerShell may return a list of one as the item
     assert len(single) == 1
