@@ -387,8 +387,8 @@ def test_listing_items_that_are_not_certificates_or_do_not_match_their_thumbprin
     certificate = fleet.certificate(fleet.bob)
     good = {'RawData': base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode(),
             'Thumbprint': thumbprint(certificate).lower(), 'HasPrivateKey': True, 'FriendlyName': None}
-    entries, problems = reconcile_windows.parse_listing([good, {'RawData': 'not base64!', 'Thumbprint': 'AA'},
-                                       dict(good, Thumbprint='00' * 20)])
+    listing = [good, {'RawData': 'not base64!', 'Thumbprint': 'AA'}, dict(good, Thumbprint='00' * 20)]
+    entries, problems = reconcile_windows.parse_listing(listing)
     assert [(e.serial, e.has_key, e.nickname) for e in entries] == [(fleet.bob['serial'], True, '')]
     assert len(problems) == 2 and 'entry 1' in problems[0] and 'entry 2' in problems[1]
     single = reconcile_windows.parse_listing(good)[0]  # PowerShell may return a list of one as the item
