@@ -67,7 +67,8 @@ attributes:
     description: A second run with the same parameters reports C(changed=false).
     support: full
   platform:
-    description: Linux (Firefox and Chromium NSS databases). The switch to each home's owner needs root.
+    description: Linux (Firefox and Chromium NSS databases). The switch to each home's owner needs root. Windows
+      through the action plugin (see the notes).
     support: full
     platforms: posix
 options:
@@ -186,8 +187,32 @@ options:
     type: bool
     default: true
 notes:
-  - The macOS keychain, Apple profiles and Windows stores are not handled by this module (yet); see
-    M(certfleet.pki.keychain_certificate), M(certfleet.pki.apple_profile) and the C(windows_store) role.
+  - The macOS keychain and Apple profiles are not handled by this module (yet); see
+    M(certfleet.pki.keychain_certificate) and M(certfleet.pki.apple_profile).
+  - Windows hosts (a PowerShell connection) are reconciled by the action plugin of the same name, not by this
+    module. It reads C(Cert:\CurrentUser\My) (or C(Cert:\LocalMachine\My)) and the thumbprints of C(Root) with
+    M(ansible.windows.win_powershell), decides on the controller with the same rules as for the NSS stores
+    (present, imported, missing, removed, deferred, foreign, unclaimed), imports each needed PKCS#12 with
+    M(ansible.windows.win_certificate_store) (key not exportable), adds our CA to C(Root) when it is missing,
+    removes exactly the certificates decided, by thumbprint, and verifies the imports by a second read. The store
+    is the host's only store, so an identity's superseded and expired certificates leave in the same run once its
+    current one is present, or imported and verified; after a failed import they stay. The result has one store,
+    C(store=windows). Check mode reads only and predicts; diff mode shows the listing before and after.
+  - On Windows the action plugin takes two options of its own (not module options) - C(windows_store_location)
+    (V(current_user), the default, or V(local_machine)) and C(windows_store_ca_location) (the C(Root) store our CA
+    goes to, V(local_machine) by default as in the C(windows_store) role, since adding to C(CurrentUser\Root)
+    opens a confirmation dialog). PKCS#12 files are given as O(identities[].pkcs12_src) with
+    O(identities[].pkcs12_password_src) and are opened and checked on the controller; O(identities[].pkcs12_path)
+    is refused there. O(ca_certificate) and O(identities[].certificate) are PEM text or controller paths. O(users),
+    O(homes), O(stores), O(ca_nickname), O(ca_trust), O(db_password), O(create_db) and
+    O(firefox_certificate_selection) concern the NSS stores and are ignored on Windows.
+  - On Windows, for a CurrentUser store run the task with C(become=true), C(become_method=runas) and the store's
+    user as C(become_user), as the C(windows_store) role does (a PKCS#12 import over WinRM needs become or
+    CredSSP/Kerberos delegation). The task's become applies to every call, so a C(Root) store of V(local_machine)
+    needs a become user allowed to write it, and the PKCS#12 files travel to the connection's temporary folder,
+    which the become user must be able to read.
+  - The Windows path cannot run on this project's Linux CI; it is unit-tested against an emulated store only
+    (tests/unit/plugins/action/test_endpoint_reconcile_windows.py), never against a Windows host.
   - Chromium's C(AutoSelectCertificateForUrls) policy is kept by M(certfleet.pki.chromium_policy).
 seealso:
   - module: certfleet.pki.nss_certificate
@@ -243,7 +268,8 @@ stores:
   elements: dict
   contains:
     store:
-      description: C(firefox) or C(chromium) (C(home) when a whole home could not be visited).
+      description: C(firefox) or C(chromium) (C(home) when a whole home could not be visited); C(windows) on a
+        Windows host.
       type: str
     user:
       description: The user whose home it is (C(null) for a home given in O(homes)).
@@ -252,7 +278,13 @@ stores:
       description: The user whose rights the work ran with (C(null) when it ran as root).
       type: str
     path:
-      description: The database folder.
+      description: The database folder (C(Cert:\CurrentUser\My) or C(Cert:\LocalMachine\My) on Windows).
+      type: str
+    location:
+      description: Windows only - V(current_user) or V(local_machine).
+      type: str
+    ca_store:
+      description: Windows only - the C(Root) store our CA is trusted in (C(Cert:\LocalMachine\Root) by default).
       type: str
     exists:
       description: Whether the store held a database before the run (C(null) when it could not be read).
@@ -284,7 +316,10 @@ stores:
           description: C(superseded), C(expired) or C(revoked).
           type: str
         nickname:
-          description: NSS nickname.
+          description: NSS nickname (the friendly name on Windows).
+          type: str
+        thumbprint:
+          description: Windows only - the SHA-1 thumbprint the certificate is removed by.
           type: str
         serial:
           description: Serial, upper-case hex.
@@ -372,8 +407,9 @@ summary:
            unclaimed: 0, missing: 0, problems: 0}
 unsupported_platform:
   description:
-    - The host's system when it is not Linux (C(Darwin), or C(Windows) from the action plugin); then nothing was
-      read or changed, RV(stores) is empty, and the caller deploys through the C(certfleet.pki.deploy) role.
+    - The host's system when it is not Linux (C(Darwin)); then nothing was read or changed, RV(stores) is empty,
+      and the caller deploys through the C(certfleet.pki.deploy) role. Windows hosts are reconciled by the action
+      plugin (see the notes).
   returned: when the host is not Linux
   type: str
   sample: Darwin
