@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r'''
 module: endpoint_reconcile
-short_description: Put every client certificate store of a host (Firefox, Chromium, macOS keychain) in the state the CA's record says
+short_description: Put a host's Firefox, Chromium and macOS keychain stores in the state the CA's record says
 version_added: 0.2.0
 description:
   - One call per host for all the identities the host carries. For every user's Firefox profiles (found through

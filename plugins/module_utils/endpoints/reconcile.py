@@ -1,8 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: certfleet.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""One call per Linux host: every NSS store (Firefox profiles, Chromium's nssdb) of every user put in the state the
-CA's record says, for all identities the host carries (private module_utils).
+"""One call per host: every NSS store (Firefox profiles, Chromium's nssdb) of every user put in the state the CA's
+record says, for all identities the host carries (private module_utils). On macOS the stores are Firefox profiles
+and each user's keychain, which reconcile_keychain.py adapts to the same decision (classify, split_wanted,
+_screen_removals and the host's rule below).
 
 How a certificate is attributed to an identity. The CA does not write the identity name into the certificate
 (ca/lifecycle.py: the identity is the key of the CA's record; the certificate carries the subject and SANs the

@@ -228,8 +228,8 @@ def _apply(work: _KeychainWork, plan: Plan, folder: str, ca_path: str, policies:
             result['ca_changed'] = 'trust'
         except KeychainError as exc:
             # keychain.py's advice names its own option; here it is keychain_trust_ca.
-            result['problems'].append('trusting the CA: %s' % exc.message.replace('trust_ca: false',
-                                                                                 'keychain_trust_ca: false'))
+            advice = exc.message.replace('trust_ca: false', 'keychain_trust_ca: false')
+            result['problems'].append('trusting the CA: %s' % advice)
     if work.trust_needed:
         trusted = keychain.ca_trusted(ca_path, policies)
     middle = keychain_entries(keychain, plan.ca, trusted)
