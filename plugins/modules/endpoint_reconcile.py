@@ -369,7 +369,7 @@ stores:
       type: list
       elements: dict
     ca_changed:
-      description: C(add) when our CA was (would be) added, C(trust) when trust flags were added (for the keychain:
+      description: C(add) when our CA was (would be) added, C(trust) when trust flags were added (for the keychain,
         when trust settings were added), else C(null).
       type: str
     preferences_changed:
@@ -477,7 +477,7 @@ def main():
             'firefox_certificate_selection': {'type': 'str', 'default': 'auto',
                                               'choices': ['auto', 'ask', 'unmanaged']},
             'fail_on_problems': {'type': 'bool', 'default': True},
-            'keychain': {'type': 'str', 'default': 'login'},
+            'keychain': {'type': 'str', 'default': 'login', 'no_log': False},  # a keychain's name or path
             'keychain_password': {'type': 'str', 'no_log': True},
             'keychain_trust_ca': {'type': 'bool', 'default': True},
         },

@@ -227,6 +227,7 @@ def _apply(work: _KeychainWork, plan: Plan, folder: str, ca_path: str, policies:
                                     '%s' % ', '.join(policies), 'trust_ca')
             result['ca_changed'] = 'trust'
         except KeychainError as exc:
+            locked = exc.field == 'keychain_password'  # no removal would be allowed either
             # keychain.py's advice names its own option; here it is keychain_trust_ca.
             advice = exc.message.replace('trust_ca: false', 'keychain_trust_ca: false')
             result['problems'].append('trusting the CA: %s' % advice)
