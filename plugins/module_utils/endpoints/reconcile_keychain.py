@@ -131,7 +131,7 @@ def home_keychain(*, home: str, plan: Plan, options: KeychainOptions | None, che
     try:
         return [reconcile_keychain(path=path, plan=plan, options=options, check_mode=check_mode)]
     except CertfleetError as exc:
-        return [_failed('keychain', path, exc.message)]
+        return [_failed('keychain', path, _advice(exc))]
     except (OSError, ValueError) as exc:
         return [_failed('keychain', path, str(exc))]
 
@@ -163,7 +163,7 @@ def reconcile_keychain(*, path: str, plan: Plan, options: KeychainOptions | None
         try:
             keychain.unlock(options.password)  # also in check mode: it changes no item, and reads may need it
         except KeychainError as exc:
-            return _failed('keychain', path, exc.message)
+            return _failed('keychain', path, _advice(exc))
     with tempfile.TemporaryDirectory(prefix='certfleet-keychain-') as folder:  # 0700, the owner's
         ca_path = _write_private(folder, 'ca.pem', plan.ca_pem)
         ca = plan.ca
@@ -192,6 +192,18 @@ def reconcile_keychain(*, path: str, plan: Plan, options: KeychainOptions | None
         if work.trust_needed:
             result['diff']['after'] += '(trust) the CA for %s\n' % ', '.join(policies)
     return result
+
+
+def _locked(exc: CertfleetError) -> bool:
+    """security refused because the keychain is locked (keychain.failure's reading of "User interaction is not
+    allowed", also when Keychain.trust re-words it for its trust_ca field)."""
+    return exc.field == 'keychain_password' or 'User interaction is not allowed' in exc.message
+
+
+def _advice(exc: CertfleetError) -> str:
+    """keychain.py's message with its advice in this call's terms: its trust_ca is keychain_trust_ca here, and
+    the System keychain is not a store of this call."""
+    return exc.message.replace('trust_ca: false', 'keychain_trust_ca: false').replace(', or use keychain: system', '')
 
 
 def _write_private(folder: str, name: str, data: bytes) -> str:
@@ -227,10 +239,8 @@ def _apply(work: _KeychainWork, plan: Plan, folder: str, ca_path: str, policies:
                                     '%s' % ', '.join(policies), 'trust_ca')
             result['ca_changed'] = 'trust'
         except KeychainError as exc:
-            locked = exc.field == 'keychain_password'  # no removal would be allowed either
-            # keychain.py's advice names its own option; here it is keychain_trust_ca.
-            advice = exc.message.replace('trust_ca: false', 'keychain_trust_ca: false')
-            result['problems'].append('trusting the CA: %s' % advice)
+            locked = _locked(exc)  # no removal would be allowed either
+            result['problems'].append('trusting the CA: %s' % _advice(exc))
     if work.trust_needed:
         trusted = keychain.ca_trusted(ca_path, policies)
     middle = keychain_entries(keychain, plan.ca, trusted)
@@ -277,8 +287,8 @@ def _import_all(work: _KeychainWork, folder: str) -> tuple:
             keychain.import_pkcs12(path, one_time, (), False, wanted.identity)
         except CertfleetError as exc:
             failed.add(wanted.identity)
-            result['problems'].append('importing %s: %s' % (wanted.identity, exc.message))
-            if exc.field == 'keychain_password':  # locked: every other write would be refused the same way
+            result['problems'].append('importing %s: %s' % (wanted.identity, _advice(exc)))
+            if _locked(exc):  # every other write would be refused the same way
                 failed.update(w.identity for w in work.imports)
                 return failed, True
         finally:
@@ -305,7 +315,7 @@ def _remove_all(work: _KeychainWork, failed: set, locked: bool) -> bool:
             removed_any = True
             result['removed'].append(_describe(entry, identity=who, reason=why))
         except CertfleetError as exc:
-            result['problems'].append('removing serial %s: %s' % (entry.serial, exc.message))
-            if exc.field == 'keychain_password':
+            result['problems'].append('removing serial %s: %s' % (entry.serial, _advice(exc)))
+            if _locked(exc):
                 locked = True
     return removed_any

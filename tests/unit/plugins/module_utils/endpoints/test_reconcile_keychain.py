@@ -236,6 +236,7 @@ def test_locked_keychain_without_password_is_a_problem_and_nothing_changes(mac):
     result = mac.run()
     outcome = store(result)
     assert 'locked' in outcome['problems'][0] and 'keychain_password' in outcome['problems'][0]
+    assert 'keychain: system' not in outcome['problems'][0]  # keychain.py's advice; not a store of this call
     assert outcome['missing'] == ['alice'] and outcome['imported'] == [] and outcome['removed'] == []
     assert [d['serial'] for d in outcome['deferred']] == [mac.alice_old['serial']]
     assert outcome['changed'] is False and outcome['ca_changed'] is None
@@ -292,6 +293,22 @@ def test_trust_refused_headless_is_a_problem_and_the_import_is_still_done(mac):
     assert outcome['imported'] == ['alice'] and outcome['ca_changed'] is None
     assert len(outcome['problems']) == 1 and 'keychain_trust_ca: false' in outcome['problems'][0]
     assert sha1(mac.alice) in mac.keys()
+
+
+def test_a_trust_change_refused_as_locked_stops_the_removals_too(mac):
+    class LockedTrust(FakeSecurity):
+        def do_add_trusted_cert(self, rest, stdin):
+            if self.locked:
+                return 1, '', 'SecTrustSettingsSetTrustSettings: User interaction is not allowed.\n'
+            return super().do_add_trusted_cert(rest, stdin)
+
+    mac.fake = LockedTrust(mac.keychain, locked=True)
+    mac.hold(mac.alice, mac.alice_old)
+    outcome = store(mac.run([mac.alice_wanted(with_p12=False)], revoked_serials=[mac.alice_old['serial']]))
+    assert outcome['present'] == ['alice'] and outcome['removed'] == [] and outcome['ca_changed'] is None
+    assert 'trusting the CA' in outcome['problems'][0] and 'keychain_trust_ca: false' in outcome['problems'][0]
+    assert 'not removed: the keychain is locked' in outcome['problems'][1]
+    assert mac.write_commands() == ['add-trusted-cert'] and sha1(mac.alice_old) in mac.keys()
 
 
 def test_a_shared_key_is_never_deleted_with_the_old_certificate(mac, ca, tmp_path):
