@@ -11,7 +11,6 @@ certutil and pk12util) at the macOS place next to the emulated keychain.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -441,8 +440,10 @@ def test_a_firefox_store_that_cannot_take_the_import_keeps_the_old_one_in_the_ke
 
 
 # -- secrets ------------------------------------------------------------------------------------------------------
-def test_no_secret_in_results_reprs_or_leftover_files(mac):
-    before = set(glob.glob(os.path.join(tempfile.gettempdir(), 'certfleet-*')))
+def test_no_secret_in_results_reprs_or_leftover_files(mac, tmp_path, monkeypatch):
+    private = tmp_path / 'tmp'  # not the shared /tmp, where other runs come and go
+    private.mkdir()
+    monkeypatch.setattr(tempfile, 'tempdir', str(private))
     mac.fake.locked = True
     result = mac.run(keychain_password=LOGIN_PASSWORD)
     text = json.dumps(result)
@@ -454,7 +455,9 @@ def test_no_secret_in_results_reprs_or_leftover_files(mac):
     plan = reconcile.build_plan(identities=[mac.alice_wanted()], ca_certificate=mac.ca_pem)
     assert P12_PASSWORD not in repr(plan)
     assert not any(P12_PASSWORD in arg or LOGIN_PASSWORD in arg for call in mac.fake.calls for arg in call)
-    assert set(glob.glob(os.path.join(tempfile.gettempdir(), 'certfleet-*'))) == before
+    imported = [c for c in mac.fake.calls if c[1] == 'import'][0]
+    assert imported[2].startswith(str(private) + os.sep)  # the PKCS#12 copy was made there, and removed
+    assert os.listdir(str(private)) == []
 
 
 def test_locked_error_text_is_the_one_security_prints():
