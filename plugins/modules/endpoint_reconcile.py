@@ -274,6 +274,19 @@ EXAMPLES = r'''
   loop: "{{ reconciled.stores | map(attribute='missing') | flatten | unique }}"
   delegate_to: ca.example.org
 
+- name: On a Mac, alice's Firefox profiles and login keychain (unlocked for the run; the CA trusted by a profile)
+  certfleet.pki.endpoint_reconcile:
+    users: [alice]
+    keychain_password: "{{ alice_login_password }}"
+    keychain_trust_ca: false
+    ca_certificate: /etc/certfleet/client-ca.pem
+    identities:
+      - identity: alice@macbook-3
+        fingerprint_sha256: 3C5E0F0B8D2A6F4E1B9C7D5A3E2F1A0B9C8D7E6F5A4B3C2D1E0F9A8B7C6D5E4F
+        pkcs12_src: transfer/alice@macbook-3.p12
+        pkcs12_password_src: transfer/alice@macbook-3.p12.password
+  become: true
+
 - name: A drift audit that only reports (check mode, no failure)
   certfleet.pki.endpoint_reconcile:
     ca_certificate: /etc/certfleet/client-ca.pem
