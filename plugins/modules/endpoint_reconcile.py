@@ -7,13 +7,20 @@ from __future__ import annotations
 
 DOCUMENTATION = r'''
 module: endpoint_reconcile
-short_description: Put every NSS store of a Linux host (Firefox profiles, Chromium) in the state the CA's record says
+short_description: Put a host's Firefox, Chromium and macOS keychain stores in the state the CA's record says
 version_added: 0.2.0
 description:
   - One call per host for all the identities the host carries. For every user's Firefox profiles (found through
-    C(profiles.ini), as M(certfleet.pki.firefox_profile_info) does) and every user's Chromium database
-    (C(~/.pki/nssdb) when it holds one, otherwise C(~/.local/share/pki/nssdb), as Chromium does), it reads what the
-    store holds and, per identity, decides by SHA-256 fingerprint.
+    C(profiles.ini), as M(certfleet.pki.firefox_profile_info) does) and, on Linux, every user's Chromium database
+    (C(~/.pki/nssdb) when it holds one, otherwise C(~/.local/share/pki/nssdb), as Chromium does), on macOS every
+    user's login keychain (O(keychain)), it reads what the store holds and, per identity, decides by SHA-256
+    fingerprint.
+  - The macOS keychain (store C(keychain)) gets the same decision as the NSS stores. It is read once with
+    C(security find-certificate) and C(security find-identity) (a certificate "has its key" when it is an
+    identity); missing identities are imported with C(security import) (the PKCS#12 re-packed in the legacy
+    encryption macOS reads, under a one-time password) and verified by fingerprint; removals use
+    C(security delete-identity) or C(delete-certificate) by SHA-1; our CA is trusted in the user's trust domain
+    with C(security add-trusted-cert) when C(security verify-cert) finds it not trusted (O(keychain_trust_ca)).
   - B(present) - the store holds the identity's current certificate (O(identities[].fingerprint_sha256)) with its
     key. Nothing is written.
   - B(imported) - it was missing and O(identities[].pkcs12_path) was given; it is imported with C(pk12util) and
@@ -67,9 +74,14 @@ attributes:
     description: A second run with the same parameters reports C(changed=false).
     support: full
   platform:
-    description: Linux (Firefox and Chromium NSS databases). The switch to each home's owner needs root. Windows
-      through the action plugin (see the notes).
-    support: full
+    description:
+      - Linux (Firefox and Chromium NSS databases) and macOS (Firefox NSS databases under
+        C(~/Library/Application Support/Firefox) and the login keychain). The switch to each home's owner needs
+        root.
+      - The macOS keychain part has not run on a Mac in this project's CI (Linux); it is tested against an emulator
+        of the C(security) command (its command lines and output formats) only.
+      - Windows through the action plugin (see the notes); tested against an emulated store only.
+    support: partial
     platforms: posix
 options:
   identities:
@@ -153,11 +165,45 @@ options:
     type: list
     elements: path
   stores:
-    description: Which stores to reconcile.
+    description:
+      - Which stores to reconcile. Without it, V(firefox) and V(chromium) on Linux, V(firefox) and V(keychain) on
+        macOS.
+      - V(chromium) (an NSS database) exists only on Linux; Chromium on macOS reads the keychain. A call on macOS
+        that names V(chromium) returns RV(unsupported_platform) and changes nothing, as before macOS was supported,
+        so a caller keeps sending those identities to the C(certfleet.pki.deploy) role.
+      - V(keychain) exists only on macOS; on Linux it is an error.
     type: list
     elements: str
-    choices: [firefox, chromium]
-    default: [firefox, chromium]
+    choices: [firefox, chromium, keychain]
+  keychain:
+    description:
+      - The keychain of each home for the V(keychain) store. V(login) is the home's login keychain
+        (C(~/Library/Keychains/login.keychain-db), or C(login.keychain) before macOS 10.12); a home without one is
+        skipped, as a Firefox profile that does not exist is.
+      - Otherwise the path of a keychain file, relative to each home (C(~/) allowed), or absolute for a call with a
+        single user or home. A keychain file that does not exist is a problem of that store.
+      - The work runs as the home's owner, so the keychain is changed by its user, as
+        M(certfleet.pki.keychain_certificate) requires.
+    type: str
+    default: login
+    version_added: 0.2.0
+  keychain_password:
+    description:
+      - The password that unlocks the keychains (the user's login password for a login keychain), given to
+        C(security unlock-keychain) on its standard input. Over SSH a login keychain is locked.
+      - Without it, a locked keychain is a problem of that store (found when C(security) refuses the first write
+        with "User interaction is not allowed"); nothing more is written there and the other stores are still done.
+    type: str
+    version_added: 0.2.0
+  keychain_trust_ca:
+    description:
+      - Trust our CA (policies C(ssl) and C(basic)) in the user's trust domain when it is not trusted yet. Since
+        macOS 11 a trust change needs an interactive authorization, so on a headless Mac this is a problem of the
+        store; trust the CA with a configuration profile (M(certfleet.pki.apple_profile), through an MDM) and set
+        this to V(false).
+    type: bool
+    default: true
+    version_added: 0.2.0
   ca_nickname:
     description: Nickname of our CA where it is added. Defaults to its common name.
     type: str
@@ -187,7 +233,11 @@ options:
     type: bool
     default: true
 notes:
-  - The macOS keychain and Apple profiles are not handled by this module (yet); see
+  - C(certutil) and C(pk12util) (NSS tools) are needed only when an NSS store (V(firefox), V(chromium)) is
+    reconciled; C(security) only for V(keychain).
+  - The keychain store is tested only against an emulator of the C(security) command in the unit tests
+    (C(tests/unit/plugins/module_utils/endpoints/test_reconcile_keychain.py)); this project's CI cannot run macOS.
+  - The System keychain, identity preferences and Apple profiles are not handled by this module; see
     M(certfleet.pki.keychain_certificate) and M(certfleet.pki.apple_profile).
   - Windows hosts (a PowerShell connection) are reconciled by the action plugin of the same name, not by this
     module. It reads C(Cert:\CurrentUser\My) (or C(Cert:\LocalMachine\My)) and the thumbprints of C(Root) with
@@ -248,6 +298,19 @@ EXAMPLES = r'''
   loop: "{{ reconciled.stores | map(attribute='missing') | flatten | unique }}"
   delegate_to: ca.example.org
 
+- name: On a Mac, alice's Firefox profiles and login keychain (unlocked for the run; the CA trusted by a profile)
+  certfleet.pki.endpoint_reconcile:
+    users: [alice]
+    keychain_password: "{{ alice_login_password }}"
+    keychain_trust_ca: false
+    ca_certificate: /etc/certfleet/client-ca.pem
+    identities:
+      - identity: alice@macbook-3
+        fingerprint_sha256: 3C5E0F0B8D2A6F4E1B9C7D5A3E2F1A0B9C8D7E6F5A4B3C2D1E0F9A8B7C6D5E4F
+        pkcs12_src: transfer/alice@macbook-3.p12
+        pkcs12_password_src: transfer/alice@macbook-3.p12.password
+  become: true
+
 - name: A drift audit that only reports (check mode, no failure)
   certfleet.pki.endpoint_reconcile:
     ca_certificate: /etc/certfleet/client-ca.pem
@@ -268,8 +331,8 @@ stores:
   elements: dict
   contains:
     store:
-      description: C(firefox) or C(chromium) (C(home) when a whole home could not be visited); C(windows) on a
-        Windows host.
+      description: C(firefox), C(chromium) or C(keychain) (C(home) when a whole home could not be visited);
+        C(windows) on a Windows host.
       type: str
     user:
       description: The user whose home it is (C(null) for a home given in O(homes)).
@@ -278,7 +341,8 @@ stores:
       description: The user whose rights the work ran with (C(null) when it ran as root).
       type: str
     path:
-      description: The database folder (C(Cert:\CurrentUser\My) or C(Cert:\LocalMachine\My) on Windows).
+      description: The database folder (the keychain file for C(keychain); C(Cert:\CurrentUser\My) or
+        C(Cert:\LocalMachine\My) on Windows).
       type: str
     location:
       description: Windows only - V(current_user) or V(local_machine).
@@ -316,7 +380,8 @@ stores:
           description: C(superseded), C(expired) or C(revoked).
           type: str
         nickname:
-          description: NSS nickname (the friendly name on Windows).
+          description: NSS nickname; for the keychain C(label/SHA-1) (the identity's label, else the common name);
+            the friendly name on Windows.
           type: str
         thumbprint:
           description: Windows only - the SHA-1 thumbprint the certificate is removed by.
@@ -353,7 +418,8 @@ stores:
       type: list
       elements: dict
     ca_changed:
-      description: C(add) when our CA was (would be) added, C(trust) when trust flags were added, else C(null).
+      description: C(add) when our CA was (would be) added, C(trust) when trust flags were added (for the keychain,
+        when trust settings were added), else C(null).
       type: str
     preferences_changed:
       description: Whether C(user.js) was (would be) changed (Firefox).
@@ -407,12 +473,13 @@ summary:
            unclaimed: 0, missing: 0, problems: 0}
 unsupported_platform:
   description:
-    - The host's system when it is not Linux (C(Darwin)); then nothing was read or changed, RV(stores) is empty,
-      and the caller deploys through the C(certfleet.pki.deploy) role. Windows hosts are reconciled by the action
-      plugin (see the notes).
-  returned: when the host is not Linux
+    - The host's system when this module does not handle it (any system other than Linux and macOS, or C(Darwin)
+      for a call that names V(chromium)); then nothing was read or changed, RV(stores) is empty, and the caller
+      deploys through the C(certfleet.pki.deploy) role. Windows hosts are reconciled by the action plugin (see the
+      notes).
+  returned: when the host's stores are not handled here
   type: str
-  sample: Darwin
+  sample: Windows
 '''
 
 import platform
@@ -421,7 +488,12 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.ansible_glue import require_cryptography, run
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
-from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.reconcile import STORES, reconcile_host
+from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.reconcile import (
+    ALL_STORES, STORES_BY_SYSTEM, reconcile_host,
+)
+from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.reconcile_keychain import KeychainOptions
+
+NSS_STORES = ('firefox', 'chromium')
 
 IDENTITY_SPEC = {
     'identity': {'type': 'str', 'required': True},
@@ -447,7 +519,7 @@ def main():
             'revoked_serials': {'type': 'list', 'elements': 'str', 'default': []},
             'users': {'type': 'list', 'elements': 'str'},
             'homes': {'type': 'list', 'elements': 'path'},
-            'stores': {'type': 'list', 'elements': 'str', 'choices': list(STORES), 'default': list(STORES)},
+            'stores': {'type': 'list', 'elements': 'str', 'choices': list(ALL_STORES)},
             'ca_nickname': {'type': 'str'},
             'ca_trust': {'type': 'str', 'default': 'T,,'},
             'db_password': {'type': 'str', 'no_log': True},
@@ -455,23 +527,39 @@ def main():
             'firefox_certificate_selection': {'type': 'str', 'default': 'auto',
                                               'choices': ['auto', 'ask', 'unmanaged']},
             'fail_on_problems': {'type': 'bool', 'default': True},
+            'keychain': {'type': 'str', 'default': 'login', 'no_log': False},  # a keychain's name or path
+            'keychain_password': {'type': 'str', 'no_log': True},
+            'keychain_trust_ca': {'type': 'bool', 'default': True},
         },
         supports_check_mode=True,
     )
     require_cryptography(module)
     params = module.params
-    certutil = module.get_bin_path('certutil', required=True)
-    pk12util = module.get_bin_path('pk12util', required=True)
+    system = platform.system()
+    stores = params['stores'] or list(STORES_BY_SYSTEM.get(system, STORES_BY_SYSTEM['Linux']))
+    unsupported = system not in STORES_BY_SYSTEM or (system == 'Darwin' and 'chromium' in stores)
+    certutil = pk12util = security = None
+    if not unsupported and any(store in NSS_STORES for store in stores):
+        certutil = module.get_bin_path('certutil', required=True)
+        pk12util = module.get_bin_path('pk12util', required=True)
+    if not unsupported and system == 'Darwin' and 'keychain' in stores:
+        security = module.get_bin_path('security', required=True, opt_dirs=['/usr/bin'])
 
     def runner(args):
         return module.run_command(args, environ_update={'LC_ALL': 'C', 'LANG': 'C'}, expand_user_and_vars=False)
 
     def operation():
-        if platform.system() != 'Linux':
-            # Firefox on macOS and Windows stores are the deploy role's; the caller sends those identities there.
-            return {'changed': False, 'stores': [], 'unsupported_platform': platform.system(),
-                    'summary': dict.fromkeys(('stores', 'changed', 'with_problems', 'present', 'imported', 'removed',
-                                              'foreign', 'unclaimed', 'deferred', 'missing', 'problems'), 0)}
+        if unsupported:
+            # Windows stores, and Chromium on macOS (the keychain, through the deploy role's chromium handling),
+            # are the deploy role's; the caller sends those identities there.
+            outcome = {'changed': False, 'stores': [], 'unsupported_platform': system,
+                       'summary': dict.fromkeys(('stores', 'changed', 'with_problems', 'present', 'imported',
+                                                 'removed', 'foreign', 'unclaimed', 'deferred', 'missing',
+                                                 'problems'), 0)}
+            if system == 'Darwin':
+                outcome['warnings'] = ['chromium has no NSS database on macOS (Chromium reads the keychain): this call '
+                                       'changed nothing; use stores [firefox, keychain] or the deploy role']
+            return outcome
         unstaged = [str(i) for i, entry in enumerate(params['identities'])
                     if entry.get('pkcs12_src') or entry.get('pkcs12_password_src')]
         if unstaged:
@@ -484,7 +572,9 @@ def main():
             stores=params['stores'], ca_nickname=params['ca_nickname'], ca_trust=params['ca_trust'],
             db_password=params['db_password'], create_db=params['create_db'],
             firefox_certificate_selection=params['firefox_certificate_selection'], check_mode=module.check_mode,
-            runner=runner, certutil=certutil, pk12util=pk12util)
+            runner=runner, certutil=certutil or 'certutil', pk12util=pk12util or 'pk12util', system=system,
+            keychain=KeychainOptions(keychain=params['keychain'], password=params['keychain_password'],
+                                     trust_ca=params['keychain_trust_ca'], security=security or '/usr/bin/security'))
         if params['fail_on_problems'] and result['summary']['problems']:
             problems = ['%s %s: %s' % (s['store'], s['path'], p) for s in result['stores'] for p in s['problems']]
             if not module._diff:

@@ -1,8 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: certfleet.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""One call per Linux host: every NSS store (Firefox profiles, Chromium's nssdb) of every user put in the state the
-CA's record says, for all identities the host carries (private module_utils).
+"""One call per host: every NSS store (Firefox profiles, Chromium's nssdb) of every user put in the state the CA's
+record says, for all identities the host carries (private module_utils). On macOS the stores are Firefox profiles
+and each user's keychain, which reconcile_keychain.py adapts to the same decision (classify, split_wanted,
+_screen_removals and the host's rule below).
 
 How a certificate is attributed to an identity. The CA does not write the identity name into the certificate
 (ca/lifecycle.py: the identity is the key of the CA's record; the certificate carries the subject and SANs the
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import platform
 import tempfile
 from dataclasses import dataclass, field, replace
 
@@ -50,6 +53,9 @@ except ImportError:
     pass
 
 STORES = ('firefox', 'chromium')
+# The stores each system has; any other system is treated as Linux (NSS only), as before macOS was added.
+STORES_BY_SYSTEM = {'Linux': STORES, 'Darwin': ('firefox', 'keychain')}
+ALL_STORES = ('firefox', 'chromium', 'keychain')
 SELECTION = {'auto': 'Select Automatically', 'ask': 'Ask Every Time'}
 
 
@@ -268,21 +274,14 @@ def _decide(database: NSSDatabase, result: dict, plan: Plan, before: list, now) 
     sorted_out = classify(before, plan, plan.ca, now)
     exists = result['exists']
     locked = exists and database.key_ids() is None
-    imports = []
-    for wanted in plan.identities:
-        entry = sorted_out['present'].get(wanted.identity)
-        if entry is not None and entry.has_key is not False:
-            result['present'].append(wanted.identity)
-        elif wanted.pkcs12 is None:
-            result['missing'].append(wanted.identity)
-        elif locked:
-            result['problems'].append('cannot import %s: %s is protected by a token (primary) password; give '
-                                      'db_password' % (wanted.identity, database.path))
-            result['missing'].append(wanted.identity)
-        else:
-            imports.append(wanted)
-    result['foreign'] = [_describe(e) for e in sorted_out['foreign']]
-    result['unclaimed'] = [_describe(e) for e in sorted_out['unclaimed']]
+
+    def refuse(wanted):
+        if locked:
+            return ('cannot import %s: %s is protected by a token (primary) password; give db_password'
+                    % (wanted.identity, database.path))
+        return None
+
+    imports = split_wanted(result, sorted_out, plan, refuse)
     if not exists and imports and not plan.create_db:
         result['problems'].append('%s holds no NSS database and create_db is false' % database.path)
         result['missing'].extend(w.identity for w in imports)
@@ -292,6 +291,32 @@ def _decide(database: NSSDatabase, result: dict, plan: Plan, before: list, now) 
     removals = _screen_removals(result, before, sorted_out['remove'], imports, plan.release)
     return _StoreWork(database=database, result=result, before=before, imports=imports, removals=removals,
                       ca_change=ca_change, create=create)
+
+
+def split_wanted(result: dict, sorted_out: dict, plan: Plan, refuse=None) -> list:
+    """Each identity into the result's present or missing, or into the returned imports; also the foreign and
+    unclaimed lists. ``refuse(wanted)`` gives why the store cannot take an import now (None: it can).
+
+    Shared by every kind of store (NSS here, the macOS keychain in reconcile_keychain.py).
+    """
+    imports = []
+    for wanted in plan.identities:
+        entry = sorted_out['present'].get(wanted.identity)
+        if entry is not None and entry.has_key is not False:
+            result['present'].append(wanted.identity)
+            continue
+        if wanted.pkcs12 is None:
+            result['missing'].append(wanted.identity)
+            continue
+        reason = refuse(wanted) if refuse is not None else None
+        if reason:
+            result['problems'].append(reason)
+            result['missing'].append(wanted.identity)
+        else:
+            imports.append(wanted)
+    result['foreign'] = [_describe(e) for e in sorted_out['foreign']]
+    result['unclaimed'] = [_describe(e) for e in sorted_out['unclaimed']]
+    return imports
 
 
 def _screen_removals(result: dict, before: list, removals: list, imports: list, release=None) -> list:
@@ -416,7 +441,8 @@ def chromium_database(home: str) -> str:
     return os.path.join(home, '.local', 'share', 'pki', 'nssdb')
 
 
-def _user_stores(*, user, home: str, stores, plan: Plan, check_mode: bool, runner, certutil, pk12util) -> list:
+def _user_stores(*, user, home: str, stores, plan: Plan, check_mode: bool, runner, certutil, pk12util,
+                 system: str = 'Linux', keychain=None) -> list:
     """Every store of one home, each failure in that store's problems. Runs with the home owner's rights."""
     results = []
 
@@ -435,7 +461,7 @@ def _user_stores(*, user, home: str, stores, plan: Plan, check_mode: bool, runne
 
     if 'firefox' in stores:
         try:
-            profiles = firefox.find_profiles(home=home, system='Linux')
+            profiles = firefox.find_profiles(home=home, system=system)
         except (CertfleetError, OSError) as exc:
             profiles = []
             results.append(dict(_failed('firefox', home, getattr(exc, 'message', str(exc))), user=user))
@@ -459,6 +485,11 @@ def _user_stores(*, user, home: str, stores, plan: Plan, check_mode: bool, runne
             one('firefox', profile['path'], prefs)
     if 'chromium' in stores:
         one('chromium', chromium_database(home))
+    if 'keychain' in stores:
+        # Imported here: reconcile_keychain builds on this module (classify, split_wanted, _screen_removals).
+        from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.reconcile_keychain import home_keychain
+        results.extend(dict(outcome, user=user)
+                       for outcome in home_keychain(home=home, plan=plan, options=keychain, check_mode=check_mode))
     return results
 
 
@@ -469,8 +500,8 @@ def _failed(kind: str, path: str, message: str) -> dict:
 
 
 # -- the host ---------------------------------------------------------------------------------------------------------
-def _targets(users, homes) -> list:
-    """[(user name or None, home, owner)] to visit; the default is every login user (uid >= 1000) and root."""
+def _targets(users, homes, min_uid: int = 1000) -> list:
+    """[(user name or None, home, owner)] to visit; the default is every login user (uid >= min_uid) and root."""
     targets = []
     if users:
         for user in users:
@@ -482,7 +513,7 @@ def _targets(users, homes) -> list:
             raise InputError('%s does not exist or is not a folder' % path, 'homes')
         targets.append((None, path, path_controller(path)))
     if not users and not homes:
-        targets = [(name, home, owner_by_name(name, 'users')) for name, home in firefox.regular_users()]
+        targets = [(name, home, owner_by_name(name, 'users')) for name, home in firefox.regular_users(min_uid)]
     seen, unique = set(), []
     for target in targets:  # a home named twice (a user and the same folder in homes) is visited once
         if os.path.realpath(target[1]) not in seen:
@@ -527,27 +558,44 @@ def _merge_release(results: list, again: list) -> None:
             r['diff']['after'] = other['diff']['after']
 
 
-def reconcile_host(*, identities, ca_certificate, revoked_serials=None, users=None, homes=None, stores=STORES,
+def reconcile_host(*, identities, ca_certificate, revoked_serials=None, users=None, homes=None, stores=None,
                    ca_nickname=None, ca_trust='T,,', db_password=None, create_db=True,
                    firefox_certificate_selection='unmanaged', check_mode=False, runner=None,
-                   certutil='certutil', pk12util='pk12util') -> dict:
+                   certutil='certutil', pk12util='pk12util', system=None, keychain=None) -> dict:
     """Reconcile every store of the chosen homes. Inputs are checked first (an InputError changes nothing); a
-    failure inside one store is that store's problem, and the other stores are still done."""
-    stores = list(stores or STORES)
-    unknown = [s for s in stores if s not in STORES]
+    failure inside one store is that store's problem, and the other stores are still done.
+
+    ``system`` (default: this host's) chooses the stores there are: firefox and chromium on Linux, firefox and
+    keychain on macOS (Darwin), where ``keychain`` is a reconcile_keychain.KeychainOptions (None: the defaults).
+    """
+    system = system or platform.system()
+    available = STORES_BY_SYSTEM.get(system, STORES)
+    stores = list(stores or available)
+    unknown = [s for s in stores if s not in ALL_STORES]
     if unknown:
-        raise InputError('unknown store %s (use %s)' % (', '.join(unknown), ', '.join(STORES)), 'stores')
+        raise InputError('unknown store %s (use %s)' % (', '.join(unknown), ', '.join(available)), 'stores')
+    elsewhere = [s for s in stores if s not in available]
+    if elsewhere:
+        raise InputError('store %s does not exist on %s (use %s)' % (', '.join(elsewhere), system,
+                                                                     ', '.join(available)), 'stores')
     plan = build_plan(identities=identities, ca_certificate=ca_certificate, revoked_serials=revoked_serials,
                       ca_nickname=ca_nickname, ca_trust=ca_trust, db_password=db_password, create_db=create_db,
                       firefox_selection=firefox_certificate_selection)
-    targets = _targets(users, homes)
+    targets = _targets(users, homes, min_uid=500 if system == 'Darwin' else 1000)
+    if 'keychain' in stores:
+        from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.reconcile_keychain import (
+            KeychainOptions, check_keychain_targets,
+        )
+        keychain = keychain or KeychainOptions()
+        check_keychain_targets(keychain, targets)
 
     def visit(pass_plan) -> list:
         results = []
         for user, home, owner in targets:
             try:
                 found = run_as(owner, _user_stores, user=user, home=home, stores=stores, plan=pass_plan,
-                               check_mode=check_mode, runner=runner, certutil=certutil, pk12util=pk12util)
+                               check_mode=check_mode, runner=runner, certutil=certutil, pk12util=pk12util,
+                               system=system, keychain=keychain)
             except CertfleetError as exc:
                 found = [dict(_failed('home', home, exc.message), user=user)]
             for outcome in found:
