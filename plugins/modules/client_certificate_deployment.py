@@ -18,7 +18,7 @@ description:
     identity, a renewal not finished there) gets work, and an old certificate is revoked only when every host that
     carries the identity shows the new serial.
   - Only the current certificate of an identity can be recorded; an older serial is listed in RV(refused).
-  - With O(host_audits), it keeps what the last drift audit (the C(certfleet.pki.audit) playbook) found on each host:
+  - With O(host_audits), it keeps what the last drift audit (the C(certfleet.pki.audit) playbook) found on each host,
     its counts and findings, which the C(certfleet.pki.report) playbook shows in its drift column and counts.
 author:
   - certfleet.pki developers (@certfleet)

@@ -8,7 +8,9 @@ import io
 
 import pytest
 
-from ansible_collections.certfleet.pki.plugins.filter.report import certificate_report, drift_counts, timeline_axis, to_csv
+from ansible_collections.certfleet.pki.plugins.filter.report import (
+    certificate_report, drift_counts, timeline_axis, to_csv,
+)
 
 NOW = '2026-01-15T12:00:00Z'
 
