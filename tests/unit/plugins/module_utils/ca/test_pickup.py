@@ -374,3 +374,28 @@ def test_token_and_pin_hashes_are_salted_and_checked(issued):
     assert pickup_lib.verify_slow_hash('12345678', first) and pickup_lib.verify_slow_hash('12345678', second)
     assert not pickup_lib.verify_slow_hash('12345679', first)
     assert not pickup_lib.verify_slow_hash('12345678', 'md5$x') and not pickup_lib.verify_slow_hash('1', 'garbage')
+
+
+def test_the_pickup_flow_on_a_postgresql_store(postgresql_server, postgresql_database, clock):
+    """The same rules with the whole CA in PostgreSQL: create, a wrong PIN, a download, the renewal confirmed."""
+    from conftest import CA_SUBJECT, CAHarness, PASSPHRASE  # pylint: disable=import-error
+    from ansible_collections.certfleet.pki.plugins.module_utils.ca.setup import ensure_ca
+    store_url = postgresql_server.url(postgresql_database)
+    created = ensure_ca(store_url=store_url, ca_passphrase=PASSPHRASE, subject=dict(CA_SUBJECT), key_type='ec-p256',
+                        clock=clock)
+    shared = CAHarness(None, PASSPHRASE, clock, created, store_url=store_url)
+    old = shared.ensure('dave')
+    shared.ensure('dave', force=True)
+    result = create(shared, 'dave', format='pkcs12-legacy')
+    assert result['renewal_of'] == old['serial'] and create(shared, 'dave')['changed'] is False
+    token, pin = token_of(result), result['pin']
+    with pytest.raises(PickupError) as err:
+        portal(shared, 'check_pickup_pin', token, str(int(pin) ^ 1).zfill(8))
+    assert err.value.code == 'wrong_pin' and err.value.attempts_left == 4
+    download = portal(shared, 'download_pickup', token, pin)
+    assert pkcs12.load_pkcs12(download.content, pin.encode()).cert is not None
+    with pytest.raises(PickupError):
+        portal(shared, 'download_pickup', token, pin)
+    assert portal(shared, 'confirm_replacement', token=token, by='dave')['revoked'] == [old['serial']]
+    assert shared.record(old['serial']).status == 'revoked'
+    assert pickups(shared)['counts']['picked_up'] == 1
