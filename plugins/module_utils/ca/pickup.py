@@ -238,7 +238,7 @@ def create_pickup(ca, *, identity, base_url=None, format=DEFAULTS['format'],
     }
     now = ca.clock()
     with ca.store.read():
-        record, wrapped = _pickup_certificate(ca.store, identity, now)
+        record = _pickup_certificate(ca.store, identity, now)
         expires_at = _expires_at(record, options['expire_after_issue_days'], now)
         existing = [p for p in ca.store.find_pickups(serial=record.serial, open_only=True) if p.is_open(now)]
     if existing:
@@ -247,35 +247,39 @@ def create_pickup(ca, *, identity, base_url=None, format=DEFAULTS['format'],
         return {'changed': True, 'pickup': None, 'pickup_id': None, 'url': None, 'pin_returned': False,
                 'pin_file': options['pin_file'], 'identity': identity, 'serial': record.serial,
                 'renewal_of': record.renews, 'superseded': []}
-    del wrapped  # only its presence mattered: the key is unwrapped at download time, with the PIN
+    return _create(ca, record, options, expires_at, now)
+
+
+def _create(ca, record, options: dict, expires_at, now) -> dict:
+    """Draw the secrets, store their hashes, and hand the URL and the PIN over once."""
     pickup_id, secret, pin = secrets.token_urlsafe(ID_BYTES), secrets.token_urlsafe(SECRET_BYTES), new_pin()
     pickup = PickupRecord(
-        pickup_id=pickup_id, identity=identity, serial=record.serial, token_hash=slow_hash(secret),
+        pickup_id=pickup_id, identity=record.identity, serial=record.serial, token_hash=slow_hash(secret),
         pin_hash=slow_hash(pin), created_at=now, format=options['format'],
         lock_after_first_days=options['lock_after_first_days'], expires_at=expires_at,
         max_downloads=options['max_downloads'], max_attempts=options['max_attempts'], renewal_of=record.renews)
     with ca.store.write():
         _expire_overdue(ca.store, now)
-        latest = ca.store.current(identity)
+        latest = ca.store.current(record.identity)
         if latest is None or latest.serial != record.serial:
             raise CertfleetError('the current certificate of %r changed while the pickup was prepared; run again'
-                                 % identity, 'identity', code='conflict')
+                                 % record.identity, 'identity', code='conflict')
         raced = [p for p in ca.store.find_pickups(serial=record.serial, open_only=True) if p.is_open(now)]
         if raced:
             return _unchanged(raced[-1], now)
         # A pickup of an older certificate of the identity would hand out a key the new one replaces.
-        superseded = [p for p in ca.store.find_pickups(identity=identity, open_only=True) if p.serial != record.serial]
+        superseded = [p for p in ca.store.find_pickups(identity=record.identity, open_only=True)
+                      if p.serial != record.serial]
         for old in superseded:
             _close(ca.store, old, now, 'superseded')
         ca.store.insert_pickup(pickup)
-        ca.store.append_audit(now, 'pickup_create', identity, [record.serial], 'created', _audit_view(pickup))
+        ca.store.append_audit(now, 'pickup_create', record.identity, [record.serial], 'created', _audit_view(pickup))
     result = {'changed': True, 'pickup': pickup.to_result(now), 'pickup_id': pickup_id,
               'url': '%s/p/%s.%s' % (options['base_url'], pickup_id, secret), 'pin_returned': False,
-              'pin_file': options['pin_file'], 'identity': identity, 'serial': record.serial,
+              'pin_file': options['pin_file'], 'identity': record.identity, 'serial': record.serial,
               'renewal_of': record.renews, 'superseded': [p.pickup_id for p in superseded]}
     if options['pin_file'] is None:
-        result.update(pin=pin, pin_returned=True)
-        return result
+        return dict(result, pin=pin, pin_returned=True)
     try:
         _write_pin(options['pin_file'], pin)
     except CertfleetError:
@@ -289,8 +293,9 @@ def _bad_format(value):
     raise InputError('unknown format %r (use %s)' % (value, ', '.join(PICKUP_FORMATS)), 'format')
 
 
-def _pickup_certificate(store, identity: str, now) -> tuple:
-    """(current record, wrapped key) of an identity whose key the CA holds; errors name ``identity``."""
+def _pickup_certificate(store, identity: str, now):
+    """The current record of an identity whose key the CA holds (the key itself is unwrapped only at download
+    time, with the PIN); errors name ``identity``."""
     record = store.current(identity)
     if record is None:
         raise NotFoundError('identity %r has no current certificate' % identity, 'identity')
@@ -302,7 +307,7 @@ def _pickup_certificate(store, identity: str, now) -> tuple:
         raise KeyUnavailableError('the CA does not hold the private key of certificate %s (%s): only a certificate '
                                   'whose key the CA generated can be picked up, within its key_retention'
                                   % (record.serial, record.key_status), 'identity', code='key_unavailable')
-    return record, wrapped
+    return record
 
 
 def _expires_at(record, expire_after_issue_days, now) -> datetime.datetime:
