@@ -151,7 +151,7 @@ def _dummy_hash() -> str:
 
 
 def new_pin() -> str:
-    return ''.join(secrets.choice('0123456789') for _ in range(PIN_DIGITS))
+    return str(secrets.randbelow(10 ** PIN_DIGITS)).zfill(PIN_DIGITS)
 
 
 # -- input ----------------------------------------------------------------------------------------------------------
