@@ -157,6 +157,7 @@ CREATE TABLE pickups (
 );
 CREATE INDEX pickups_identity ON pickups(identity, created_at);
 CREATE INDEX pickups_serial ON pickups(serial);
+CREATE INDEX pickups_open ON pickups(created_at) WHERE closed_at IS NULL;
 """
 
 # version -> SQL that brings the previous version to it. Append only; never edit a released step.
