@@ -399,3 +399,29 @@ def test_the_pickup_flow_on_a_postgresql_store(postgresql_server, postgresql_dat
     assert portal(shared, 'confirm_replacement', token=token, by='dave')['revoked'] == [old['serial']]
     assert shared.record(old['serial']).status == 'revoked'
     assert pickups(shared)['counts']['picked_up'] == 1
+
+
+def test_a_pin_file_that_cannot_be_written_closes_the_new_pickup(issued, tmp_path, monkeypatch):
+    from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import WriteError
+
+    def refuse(path, *args, **kwargs):
+        raise WriteError('cannot write %s: No space left on device' % path, 'pin_file', path=path)
+
+    monkeypatch.setattr(pickup_lib, 'atomic_write', refuse)
+    with pytest.raises(WriteError) as err:
+        create(issued, pin_file=str(tmp_path / 'pins' / 'alice.pin'))
+    assert err.value.field == 'pin_file'
+    listed = pickups(issued)['pickups']
+    assert len(listed) == 1 and listed[0]['close_reason'] == 'pin_lost' and listed[0]['open'] is False
+    assert issued.records('alice')[0].key_status == 'purged'  # the key went with the closed pickup
+
+
+def test_a_pickup_downloaded_once_of_two_lists_as_picked_up_and_open(issued):
+    result = create(issued, format='pkcs12-legacy', max_downloads=2)
+    portal(issued, 'download_pickup', token_of(result), result['pin'])
+    entry = pickups(issued, states=['picked_up'])['pickups'][0]
+    assert entry['open'] is True and entry['downloads'] == 1 and entry['first_pickup_at'] is not None
+    assert pickups(issued, states=['open'])['pickups'] == []
+    with pytest.raises(InputError) as err:
+        pickups(issued, states=['open', 'gone'])
+    assert err.value.field == 'states[1]'
