@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime
 
 from ansible_collections.certfleet.pki.plugins.module_utils.ca import (
-    batch, deployments as deployments_lib, export as export_lib, queries, revocation,
+    batch, deployments as deployments_lib, export as export_lib, pickup as pickup_lib, queries, revocation,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.authority import CertificateAuthority
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.home import open_home
@@ -213,6 +213,28 @@ class ManagedCA:
 
     def export_many(self, **options) -> dict:
         return export_lib.export_many(self, **options)
+
+    # -- pickups (see ``pickup``) ------------------------------------------------------------------------------------
+    def create_pickup(self, **options) -> dict:
+        return pickup_lib.create_pickup(self, **options)
+
+    def pickups(self, **options) -> dict:
+        return pickup_lib.list_pickups(self, **options)
+
+    def expire_pickups(self, check_mode: bool = False) -> dict:
+        return pickup_lib.expire_pickups(self, check_mode)
+
+    def open_pickup(self, token) -> dict:
+        return pickup_lib.open_pickup(self, token)
+
+    def check_pickup_pin(self, token, pin, client=None) -> dict:
+        return pickup_lib.check_pin(self, token, pin, client)
+
+    def download_pickup(self, token, pin, client=None) -> pickup_lib.PickupDownload:
+        return pickup_lib.download(self, token, pin, client)
+
+    def confirm_replacement(self, **options) -> dict:
+        return pickup_lib.confirm_replacement(self, **options)
 
 
 def _verb(action: str) -> str:

@@ -17,7 +17,7 @@ import datetime
 from dataclasses import dataclass, field
 
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.names import subject_display
-from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
+from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import from_iso, to_iso
 
 REVOCATION_REASONS = ('unspecified', 'key_compromise', 'ca_compromise', 'affiliation_changed', 'superseded',
                       'cessation_of_operation', 'certificate_hold', 'privilege_withdrawn', 'aa_compromise')
@@ -92,6 +92,105 @@ class CertificateRecord:
         if include_pem:
             result['certificate'] = self.pem
         return result
+
+
+PICKUP_FORMATS = ('pkcs12-modern', 'pkcs12-legacy', 'mobileconfig')
+# Why a pickup closed: every download was used, its window passed, too many wrong PINs, the officer withdrew it,
+# a pickup for a newer certificate of the identity replaced it, or its PIN could not be handed over.
+PICKUP_CLOSE_REASONS = ('downloaded', 'expired', 'locked', 'withdrawn', 'superseded', 'pin_lost')
+# The columns of a pickup that change after it is created (everything else is fixed at creation).
+PICKUP_COLUMNS = ('pickup_id', 'identity', 'serial', 'token_hash', 'pin_hash', 'created_at', 'format',
+                  'lock_after_first_days', 'expires_at', 'max_downloads', 'downloads', 'first_pickup_at',
+                  'failed_attempts', 'max_attempts', 'locked_at', 'closed_at', 'close_reason', 'renewal_of',
+                  'confirmed_at')
+_PICKUP_TIMES = frozenset(('created_at', 'expires_at', 'first_pickup_at', 'locked_at', 'closed_at', 'confirmed_at'))
+PICKUP_MUTABLE = ('downloads', 'first_pickup_at', 'failed_attempts', 'locked_at', 'closed_at', 'close_reason',
+                  'confirmed_at')
+
+
+@dataclass
+class PickupRecord:
+    """One pickup credential: a retrieval URL (``pickup_id`` plus a secret) and a PIN, both kept only as slow
+    hashes, for the certificate ``serial`` and its held key. The hashes never appear in a repr."""
+    pickup_id: str
+    identity: str
+    serial: str
+    token_hash: str = field(repr=False)
+    pin_hash: str = field(repr=False)
+    created_at: datetime.datetime
+    format: str = 'pkcs12-modern'
+    lock_after_first_days: int | None = None
+    expires_at: datetime.datetime | None = None
+    max_downloads: int = 1
+    downloads: int = 0
+    first_pickup_at: datetime.datetime | None = None
+    failed_attempts: int = 0
+    max_attempts: int = 5
+    locked_at: datetime.datetime | None = None
+    closed_at: datetime.datetime | None = None
+    close_reason: str | None = None
+    renewal_of: str | None = None
+    confirmed_at: datetime.datetime | None = None
+
+    def window_ends_at(self) -> datetime.datetime | None:
+        """When the pickup stops serving downloads: its issuance-based end, or N days after the first pickup,
+        whichever comes first (None: only the downloads and attempts limit it)."""
+        ends = [self.expires_at] if self.expires_at is not None else []
+        if self.lock_after_first_days is not None and self.first_pickup_at is not None:
+            ends.append(self.first_pickup_at + datetime.timedelta(days=self.lock_after_first_days))
+        return min(ends) if ends else None
+
+    def is_open(self, now: datetime.datetime) -> bool:
+        if self.closed_at is not None:
+            return False
+        ends = self.window_ends_at()
+        return ends is None or now < ends
+
+    def state(self, now: datetime.datetime) -> str:
+        """locked, expired, picked_up, closed or open (a window that passed reads as expired before it is closed)."""
+        if self.locked_at is not None:
+            return 'locked'
+        if self.close_reason == 'expired' or (self.closed_at is None and not self.is_open(now)):
+            return 'expired'
+        if self.downloads > 0:
+            return 'picked_up'
+        if self.closed_at is not None:
+            return 'closed'
+        return 'open'
+
+    def to_result(self, now: datetime.datetime) -> dict:
+        """A result dict without any secret or hash."""
+        return {
+            'pickup_id': self.pickup_id, 'identity': self.identity, 'serial': self.serial, 'format': self.format,
+            'state': self.state(now), 'open': self.is_open(now), 'created_at': to_iso(self.created_at),
+            'lock_after_first_pickup_days': self.lock_after_first_days, 'expires_at': to_iso(self.expires_at),
+            'window_ends_at': to_iso(self.window_ends_at()), 'max_downloads': self.max_downloads,
+            'downloads': self.downloads, 'first_pickup_at': to_iso(self.first_pickup_at),
+            'failed_attempts': self.failed_attempts, 'max_attempts': self.max_attempts,
+            'locked_at': to_iso(self.locked_at), 'closed_at': to_iso(self.closed_at),
+            'close_reason': self.close_reason, 'renewal_of': self.renewal_of,
+            'confirmed_at': to_iso(self.confirmed_at),
+        }
+
+
+def pickup_row(pickup: PickupRecord) -> tuple:
+    """The pickup as stored: values in PICKUP_COLUMNS order, times as ISO text (both engines store text)."""
+    return tuple(to_iso(getattr(pickup, name)) if name in _PICKUP_TIMES else getattr(pickup, name)
+                 for name in PICKUP_COLUMNS)
+
+
+def pickup_from_row(row) -> PickupRecord:
+    return PickupRecord(**{name: from_iso(value) if name in _PICKUP_TIMES else value
+                           for name, value in zip(PICKUP_COLUMNS, row, strict=True)})
+
+
+def pickup_changes(changes: dict) -> tuple:
+    """(column names, values) of an update of a pickup; refuses a column that never changes."""
+    unknown = sorted(set(changes) - set(PICKUP_MUTABLE))
+    if unknown:
+        raise ValueError('pickup columns %s never change' % ', '.join(unknown))
+    names = sorted(changes)
+    return names, [to_iso(changes[n]) if n in _PICKUP_TIMES else changes[n] for n in names]
 
 
 @dataclass
@@ -225,6 +324,23 @@ class CertificateStore(abc.ABC):
 
     @abc.abstractmethod
     def request_rows(self, digests: list) -> list: ...
+
+    # -- pickups (schema 5) ---------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def insert_pickup(self, pickup: PickupRecord) -> None: ...
+
+    @abc.abstractmethod
+    def get_pickup(self, pickup_id: str) -> PickupRecord | None: ...
+
+    @abc.abstractmethod
+    def find_pickups(self, identity: str | None = None, serial: str | None = None,
+                     open_only: bool = False) -> list:
+        """Pickups by creation time (then id); ``open_only``: those not closed (a passed window is the caller's
+        business: it depends on the clock)."""
+
+    @abc.abstractmethod
+    def update_pickup(self, pickup_id: str, changes: dict) -> bool:
+        """Set the PICKUP_MUTABLE columns in ``changes``; True when the pickup exists."""
 
     @abc.abstractmethod
     def wrapped_key(self, serial: str) -> bytes | None: ...

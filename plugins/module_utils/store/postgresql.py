@@ -38,7 +38,8 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import from_iso, to_iso
 from ansible_collections.certfleet.pki.plugins.module_utils.store.base import (
-    CertificateRecord, CertificateStore, KEY_HELD, KEY_PURGED, RevokedEntry,
+    CertificateRecord, CertificateStore, KEY_HELD, KEY_PURGED, PICKUP_COLUMNS, PickupRecord, RevokedEntry,
+    pickup_changes, pickup_from_row, pickup_row,
 )
 
 # Several statements in one round trip (libpq 14 and later; psycopg[binary] brings its own).
@@ -167,6 +168,33 @@ CREATE TABLE host_audits (
 );
 """
 
+_SCHEMA_V5 = """
+CREATE TABLE pickups (
+    pickup_id TEXT COLLATE "C" PRIMARY KEY,
+    identity TEXT COLLATE "C" NOT NULL,
+    serial TEXT COLLATE "C" NOT NULL REFERENCES certificates(serial),
+    token_hash TEXT NOT NULL,
+    pin_hash TEXT NOT NULL,
+    created_at TEXT COLLATE "C" NOT NULL,
+    format TEXT NOT NULL CHECK (format IN ('pkcs12-modern', 'pkcs12-legacy', 'mobileconfig')),
+    lock_after_first_days INTEGER CHECK (lock_after_first_days > 0),
+    expires_at TEXT COLLATE "C",
+    max_downloads INTEGER NOT NULL DEFAULT 1 CHECK (max_downloads > 0),
+    downloads INTEGER NOT NULL DEFAULT 0 CHECK (downloads >= 0),
+    first_pickup_at TEXT COLLATE "C",
+    failed_attempts INTEGER NOT NULL DEFAULT 0 CHECK (failed_attempts >= 0),
+    max_attempts INTEGER NOT NULL DEFAULT 5 CHECK (max_attempts > 0),
+    locked_at TEXT COLLATE "C",
+    closed_at TEXT COLLATE "C",
+    close_reason TEXT,
+    renewal_of TEXT COLLATE "C" REFERENCES certificates(serial),
+    confirmed_at TEXT COLLATE "C"
+);
+CREATE INDEX pickups_identity ON pickups(identity, created_at);
+CREATE INDEX pickups_serial ON pickups(serial);
+CREATE INDEX pickups_open ON pickups(created_at) WHERE closed_at IS NULL;
+"""
+
 # version -> SQL that brings the previous version to it. Append only; never edit a released step. The versions
 # are those of the SQLite store: one schema version means the same content on both engines.
 MIGRATIONS = {
@@ -174,9 +202,11 @@ MIGRATIONS = {
     2: _SCHEMA_V2,
     3: _SCHEMA_V3,
     4: _SCHEMA_V4,
+    5: _SCHEMA_V5,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
-REQUIRED_TABLES = {'meta', 'certificates', 'held_keys', 'audit', 'deployments', 'request_rows', 'host_audits'}
+REQUIRED_TABLES = {'meta', 'certificates', 'held_keys', 'audit', 'deployments', 'request_rows', 'host_audits',
+                   'pickups'}
 
 # Does the state schema exist, its schema version (query_to_xml runs only when the table exists: CASE), its tables.
 _OPENING_QUERY = """
@@ -367,7 +397,9 @@ class PostgreSQLStore(CertificateStore):
         cursor = None
         with self._conn.pipeline():
             for sql, params in pending + statements:
-                cursor = self._conn.execute(sql, params)
+                # Never prepared: psycopg keeps a statement prepared in a pipeline that an error aborted in its cache
+                # although the server never prepared it ("prepared statement _pg3_N does not exist" next time).
+                cursor = self._conn.execute(sql, params, prepare=False)
         return cursor
 
     def _exec_many(self, sql: str, rows: list) -> None:
@@ -722,6 +754,39 @@ class PostgreSQLStore(CertificateStore):
         return [{'digest': row[0], 'action': row[1], 'identity': row[2], 'serial': row[3], 'previous_serial': row[4],
                  'batch': row[5], 'line': row[6], 'processed_at': from_iso(row[7])} for row in rows]
 
+    # -- pickups ----------------------------------------------------------------------------------------------
+    def insert_pickup(self, pickup: PickupRecord) -> None:
+        self._write('INSERT INTO pickups (%s) VALUES (%s)' % (', '.join(PICKUP_COLUMNS),
+                                                              ', '.join(['%s'] * len(PICKUP_COLUMNS))),
+                    pickup_row(pickup))
+
+    def get_pickup(self, pickup_id: str) -> PickupRecord | None:
+        row = self._exec('SELECT %s FROM pickups WHERE pickup_id = %%s' % ', '.join(PICKUP_COLUMNS),
+                         (pickup_id,)).fetchone()
+        return pickup_from_row(row) if row else None
+
+    def find_pickups(self, identity: str | None = None, serial: str | None = None, open_only: bool = False) -> list:
+        clauses, params = [], []
+        if identity is not None:
+            clauses.append('identity = %s')
+            params.append(identity)
+        if serial is not None:
+            clauses.append('serial = %s')
+            params.append(serial)
+        if open_only:
+            clauses.append('closed_at IS NULL')
+        sql = 'SELECT %s FROM pickups' % ', '.join(PICKUP_COLUMNS)
+        if clauses:
+            sql += ' WHERE ' + ' AND '.join(clauses)
+        return [pickup_from_row(row) for row in self._exec(sql + ' ORDER BY created_at, pickup_id', params)]
+
+    def update_pickup(self, pickup_id: str, changes: dict) -> bool:
+        names, values = pickup_changes(changes)
+        if not names:
+            return self.get_pickup(pickup_id) is not None
+        return bool(self._exec('UPDATE pickups SET %s WHERE pickup_id = %%s' % ', '.join('%s = %%s' % n for n in names),
+                               values + [pickup_id]).rowcount)
+
     # -- held keys --------------------------------------------------------------------------------------------
     def wrapped_key(self, serial: str) -> bytes | None:
         row = self._exec('SELECT wrapped FROM held_keys WHERE serial = %s', (serial,)).fetchone()
@@ -780,7 +845,7 @@ class PostgreSQLStore(CertificateStore):
 
 # Insertion order per table: the generated ids where there are some, else the key (certificates by issue time).
 _COPY_ORDER = {'meta': 'key', 'certificates': 'issued_at, serial', 'held_keys': 'serial', 'audit': 'id',
-               'deployments': 'identity, host', 'request_rows': 'id', 'host_audits': 'host'}
+               'deployments': 'identity, host', 'request_rows': 'id', 'host_audits': 'host', 'pickups': 'pickup_id'}
 
 
 def _known(table: str) -> str:

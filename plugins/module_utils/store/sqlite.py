@@ -25,7 +25,8 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import
 from ansible_collections.certfleet.pki.plugins.module_utils.common.files import writing
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import from_iso, to_iso
 from ansible_collections.certfleet.pki.plugins.module_utils.store.base import (
-    CertificateRecord, CertificateStore, KEY_HELD, KEY_PURGED, RevokedEntry,
+    CertificateRecord, CertificateStore, KEY_HELD, KEY_PURGED, PICKUP_COLUMNS, PickupRecord, RevokedEntry,
+    pickup_changes, pickup_from_row, pickup_row,
 )
 
 APPLICATION_ID = 0x43464B49  # 'CFKI': marks the file as a certfleet state database
@@ -130,15 +131,46 @@ CREATE TABLE host_audits (
 );
 """
 
+# Version 5: pickup credentials (certfleet.pki.client_certificate_pickup): a retrieval URL and a PIN per pickup,
+# both kept only as slow hashes, with the pickup's window and counters.
+_SCHEMA_V5 = """
+CREATE TABLE pickups (
+    pickup_id TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    serial TEXT NOT NULL REFERENCES certificates(serial),
+    token_hash TEXT NOT NULL,
+    pin_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    format TEXT NOT NULL CHECK (format IN ('pkcs12-modern', 'pkcs12-legacy', 'mobileconfig')),
+    lock_after_first_days INTEGER CHECK (lock_after_first_days > 0),
+    expires_at TEXT,
+    max_downloads INTEGER NOT NULL DEFAULT 1 CHECK (max_downloads > 0),
+    downloads INTEGER NOT NULL DEFAULT 0 CHECK (downloads >= 0),
+    first_pickup_at TEXT,
+    failed_attempts INTEGER NOT NULL DEFAULT 0 CHECK (failed_attempts >= 0),
+    max_attempts INTEGER NOT NULL DEFAULT 5 CHECK (max_attempts > 0),
+    locked_at TEXT,
+    closed_at TEXT,
+    close_reason TEXT,
+    renewal_of TEXT REFERENCES certificates(serial),
+    confirmed_at TEXT
+);
+CREATE INDEX pickups_identity ON pickups(identity, created_at);
+CREATE INDEX pickups_serial ON pickups(serial);
+CREATE INDEX pickups_open ON pickups(created_at) WHERE closed_at IS NULL;
+"""
+
 # version -> SQL that brings the previous version to it. Append only; never edit a released step.
 MIGRATIONS = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
     3: _SCHEMA_V3,
     4: _SCHEMA_V4,
+    5: _SCHEMA_V5,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
-REQUIRED_TABLES = {'meta', 'certificates', 'held_keys', 'audit', 'deployments', 'request_rows', 'host_audits'}
+REQUIRED_TABLES = {'meta', 'certificates', 'held_keys', 'audit', 'deployments', 'request_rows', 'host_audits',
+                   'pickups'}
 
 _COLUMNS = ('serial, identity, subject, subject_json, sans_json, profile, key_type, key_status, public_key_sha256, '
             'not_before, not_after, fingerprint_sha256, fingerprint_sha1, pem, issued_at, status, is_current, '
@@ -632,6 +664,38 @@ class SQLiteStore(CertificateStore):
                                             % ','.join('?' * len(part)), part)]
         return found
 
+    # -- pickups ----------------------------------------------------------------------------------------------
+    def insert_pickup(self, pickup: PickupRecord) -> None:
+        self._exec('INSERT INTO pickups (%s) VALUES (%s)'
+                   % (', '.join(PICKUP_COLUMNS), ','.join('?' * len(PICKUP_COLUMNS))), pickup_row(pickup))
+
+    def get_pickup(self, pickup_id: str) -> PickupRecord | None:
+        row = self._exec('SELECT %s FROM pickups WHERE pickup_id = ?' % ', '.join(PICKUP_COLUMNS),
+                         (pickup_id,)).fetchone()
+        return pickup_from_row(row) if row else None
+
+    def find_pickups(self, identity: str | None = None, serial: str | None = None, open_only: bool = False) -> list:
+        clauses, params = [], []
+        if identity is not None:
+            clauses.append('identity = ?')
+            params.append(identity)
+        if serial is not None:
+            clauses.append('serial = ?')
+            params.append(serial)
+        if open_only:
+            clauses.append('closed_at IS NULL')
+        sql = 'SELECT %s FROM pickups' % ', '.join(PICKUP_COLUMNS)
+        if clauses:
+            sql += ' WHERE ' + ' AND '.join(clauses)
+        return [pickup_from_row(row) for row in self._exec(sql + ' ORDER BY created_at, pickup_id', params)]
+
+    def update_pickup(self, pickup_id: str, changes: dict) -> bool:
+        names, values = pickup_changes(changes)
+        if not names:
+            return self.get_pickup(pickup_id) is not None
+        return bool(self._exec('UPDATE pickups SET %s WHERE pickup_id = ?' % ', '.join('%s = ?' % n for n in names),
+                               values + [pickup_id]).rowcount)
+
     # -- held keys --------------------------------------------------------------------------------------------
     def wrapped_key(self, serial: str) -> bytes | None:
         row = self._exec('SELECT wrapped FROM held_keys WHERE serial = ?', (serial,)).fetchone()
@@ -690,7 +754,7 @@ class SQLiteStore(CertificateStore):
         self._exec_many('UPDATE certificates SET renews = ?, renewed_by = ? WHERE serial = ?', links)
 
 
-_KEY_ORDER = {'deployments': 'identity, host', 'host_audits': 'host'}
+_KEY_ORDER = {'deployments': 'identity, host', 'host_audits': 'host', 'pickups': 'pickup_id'}
 
 
 def _known(table: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from ansible_collections.certfleet.pki.plugins.module_utils.store.base import CertificateStore
+from ansible_collections.certfleet.pki.plugins.module_utils.store.base import PICKUP_COLUMNS, CertificateStore
 
 CERTIFICATE_COLUMNS = ('serial', 'identity', 'subject', 'subject_json', 'sans_json', 'profile', 'key_type',
                        'key_status', 'public_key_sha256', 'not_before', 'not_after', 'fingerprint_sha256',
@@ -32,6 +32,7 @@ TABLES = (
     ('deployments', ('identity', 'host', 'serial', 'stores', 'deployed_at')),
     ('request_rows', ('digest', 'action', 'identity', 'serial', 'previous_serial', 'batch', 'line', 'processed_at')),
     ('host_audits', ('host', 'audited_at', 'summary', 'findings')),
+    ('pickups', PICKUP_COLUMNS),
 )
 BATCH = 2000
 

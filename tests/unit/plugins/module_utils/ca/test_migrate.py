@@ -41,6 +41,7 @@ def history(ca, tmp_path):
             opened.store.record_request_rows([{'digest': 'd' * 64, 'action': 'issue', 'identity': 'carol',
                                                'serial': carol['serial'], 'previous_serial': None,
                                                'batch': 'b1', 'line': 1, 'processed_at': ca.clock()}])
+        opened.create_pickup(identity='carol', base_url='https://pki.example.org')  # schema 5: pickups move too
     published = ca.publish_crl(dest=str(tmp_path / 'before.crl'))
     return {'first': first, 'renewed': renewed, 'crl': published}
 
@@ -60,7 +61,8 @@ def test_the_whole_history_moves_and_goes_on_working(ca, history, store_url, tmp
     assert moved['changed'] is True and moved['action'] == 'migrated'
     assert moved['counts']['certificates'] == 4 and moved['counts']['audit'] == len(before['audit'])
     after = _rows(open_store(store_url=store_url))
-    for table in ('certificates', 'held_keys', 'deployments'):  # keyed rows: order is the engine's
+    assert len(before['pickups']) == 1
+    for table in ('certificates', 'held_keys', 'deployments', 'pickups'):  # keyed rows: order is the engine's
         assert sorted(after[table]) == sorted(before[table]), table
     assert after['request_rows'] == before['request_rows']
     assert after['audit'][:len(before['audit'])] == before['audit']  # then the migration's own entry

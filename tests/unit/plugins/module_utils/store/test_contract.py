@@ -27,7 +27,7 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil impo
 from ansible_collections.certfleet.pki.plugins.module_utils.store import postgresql as postgresql_store
 from ansible_collections.certfleet.pki.plugins.module_utils.store import sqlite as sqlite_store
 from ansible_collections.certfleet.pki.plugins.module_utils.store.base import (
-    CertificateRecord, CertificateStore, KEY_ENDPOINT, KEY_HELD, RevokedEntry,
+    CertificateRecord, CertificateStore, KEY_ENDPOINT, KEY_HELD, PickupRecord, RevokedEntry,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.store.factory import open_store, store_exists
 
@@ -174,6 +174,7 @@ def contents(store, oldest_schema: bool = False) -> dict:
         if not oldest_schema:
             found['deployments'] = store.deployments()
             found['host_audits'] = store.host_audits()
+            found['pickups'] = store.find_pickups()
         return found
 
 
@@ -386,6 +387,62 @@ def test_request_rows(store):
         assert store.request_rows(['d2', 'd1', 'unknown']) == rows
         assert store.request_rows(['d2']) == rows[1:]
         assert store.request_rows([]) == []
+
+
+def pickup(pickup_id: str, serial: str = 'A1', identity: str = 'alice', **changes) -> PickupRecord:
+    values = dict(pickup_id=pickup_id, identity=identity, serial=serial, token_hash='scrypt$token-' + pickup_id,
+                  pin_hash='scrypt$pin-' + pickup_id, created_at=NOW, format='pkcs12-legacy',
+                  lock_after_first_days=3, expires_at=NOW + datetime.timedelta(days=30))
+    values.update(changes)
+    return PickupRecord(**values)
+
+
+def test_pickups_round_trip_update_and_are_found(store):
+    insert(store, record('A1'))
+    insert(store, record('B1', 'bob'))
+    later = NOW + datetime.timedelta(hours=1)
+    first = pickup('p-first', renewal_of=None)
+    second = pickup('p-second', 'B1', 'bob', created_at=later, format='mobileconfig', lock_after_first_days=None,
+                    expires_at=None, max_downloads=2, max_attempts=3)
+    with store.write():
+        store.insert_pickup(second)
+        store.insert_pickup(first)
+    with store.read():
+        assert store.get_pickup('p-first') == first
+        assert store.get_pickup('p-second') == second
+        assert store.get_pickup('unknown') is None
+        assert store.find_pickups() == [first, second]  # by creation time
+        assert store.find_pickups(identity='bob') == [second]
+        assert store.find_pickups(serial='A1') == [first]
+    with store.write():
+        assert store.update_pickup('p-first', {'downloads': 1, 'first_pickup_at': later, 'closed_at': later,
+                                               'close_reason': 'downloaded'}) is True
+        assert store.update_pickup('unknown', {'downloads': 1}) is False
+    with store.read():
+        changed = store.get_pickup('p-first')
+        assert (changed.downloads, changed.first_pickup_at, changed.closed_at, changed.close_reason) == (
+            1, later, later, 'downloaded')
+        assert changed.token_hash == first.token_hash and changed.expires_at == first.expires_at
+        assert store.find_pickups(open_only=True) == [second]
+        assert store.find_pickups(identity='alice', open_only=True) == []
+    with pytest.raises(ValueError), store.write():
+        store.update_pickup('p-first', {'token_hash': 'other'})  # the secrets' hashes never change
+
+
+def test_pickups_refuse_an_unknown_certificate_or_format_and_duplicate_ids(store):
+    insert(store, record('A1'))
+    with store.write():
+        store.insert_pickup(pickup('p1'))
+    for bad in (pickup('p1'), pickup('p2', serial='NOPE'), pickup('p3', format='zip'), pickup('p4', max_downloads=0)):
+        with pytest.raises(StoreError), store.write():
+            store.insert_pickup(bad)
+    with store.read():
+        assert [p.pickup_id for p in store.find_pickups()] == ['p1']
+
+
+def test_a_pickup_repr_shows_no_hash():
+    text = repr(pickup('p1'))
+    assert 'p1' in text and 'scrypt' not in text and 'token-' not in text
 
 
 def test_purge_and_drop_keys(store):
@@ -624,7 +681,7 @@ def test_migrates_from_the_oldest_schema_keeping_data(backend, monkeypatch):
         migrated = backend.open()
         try:
             assert migrated.schema_version == max(sqlite_store.MIGRATIONS)
-            assert contents(migrated) == dict(before, deployments=[], host_audits=[])  # the data survived
+            assert contents(migrated) == dict(before, deployments=[], host_audits=[], pickups=[])  # the data survived
         finally:
             migrated.close()
     migrated = backend.open()
