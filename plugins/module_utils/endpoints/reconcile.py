@@ -558,6 +558,20 @@ def _merge_release(results: list, again: list) -> None:
             r['diff']['after'] = other['diff']['after']
 
 
+def _stores_of(system: str, stores) -> list:
+    """The stores to visit: the system's own by default; a store unknown, or not on this system, is refused."""
+    available = STORES_BY_SYSTEM.get(system, STORES)
+    stores = list(stores or available)
+    unknown = [s for s in stores if s not in ALL_STORES]
+    if unknown:
+        raise InputError('unknown store %s (use %s)' % (', '.join(unknown), ', '.join(available)), 'stores')
+    elsewhere = [s for s in stores if s not in available]
+    if elsewhere:
+        raise InputError('store %s does not exist on %s (use %s)' % (', '.join(elsewhere), system,
+                                                                     ', '.join(available)), 'stores')
+    return stores
+
+
 def reconcile_host(*, identities, ca_certificate, revoked_serials=None, users=None, homes=None, stores=None,
                    ca_nickname=None, ca_trust='T,,', db_password=None, create_db=True,
                    firefox_certificate_selection='unmanaged', check_mode=False, runner=None,
@@ -569,15 +583,7 @@ def reconcile_host(*, identities, ca_certificate, revoked_serials=None, users=No
     keychain on macOS (Darwin), where ``keychain`` is a reconcile_keychain.KeychainOptions (None: the defaults).
     """
     system = system or platform.system()
-    available = STORES_BY_SYSTEM.get(system, STORES)
-    stores = list(stores or available)
-    unknown = [s for s in stores if s not in ALL_STORES]
-    if unknown:
-        raise InputError('unknown store %s (use %s)' % (', '.join(unknown), ', '.join(available)), 'stores')
-    elsewhere = [s for s in stores if s not in available]
-    if elsewhere:
-        raise InputError('store %s does not exist on %s (use %s)' % (', '.join(elsewhere), system,
-                                                                     ', '.join(available)), 'stores')
+    stores = _stores_of(system, stores)
     plan = build_plan(identities=identities, ca_certificate=ca_certificate, revoked_serials=revoked_serials,
                       ca_nickname=ca_nickname, ca_trust=ca_trust, db_password=db_password, create_db=create_db,
                       firefox_selection=firefox_certificate_selection)
