@@ -118,7 +118,7 @@ def _signed(headers: list, body: str, signing: Signing) -> bytes:
     """multipart/signed (RFC 8551): the text part is signed as it is sent, in CRLF form; the outer headers are
     written before the signed entity so that nothing re-encodes it."""
     part = MIMEPart(policy=email.policy.SMTP)
-    part.set_content(body, cte='quoted-printable')
+    part.set_content(body, cte='7bit' if body.isascii() else 'quoted-printable')
     builder = pkcs7.PKCS7SignatureBuilder().set_data(part.as_bytes())
     builder = builder.add_signer(signing.certificate, signing.key, hashes.SHA256())
     for certificate in signing.chain:
