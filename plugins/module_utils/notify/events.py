@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError, NotFoundError
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
 from ansible_collections.certfleet.pki.plugins.module_utils.notify.compose import Notice, Signing, compose
-from ansible_collections.certfleet.pki.plugins.module_utils.notify.smtp import NoticeError, SmtpSettings, send
+from ansible_collections.certfleet.pki.plugins.module_utils.notify.smtp import (  # NoticeError: for the portal
+    NoticeError, SmtpSettings, send,  # noqa: F401
+)
 from ansible_collections.certfleet.pki.plugins.module_utils.notify.templates import KINDS
 
 AUDIT_ACTION = 'notice'
