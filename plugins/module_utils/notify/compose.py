@@ -106,11 +106,17 @@ def compose(kind: str, facts: dict, *, sender: str, recipients: list, templates_
                   message=message, identity=facts.get('identity'), serial=facts.get('serial'))
 
 
+def _transfer_encoding(body: str) -> str:
+    """7bit where the text allows (the URL stays whole and clickable in any reader), else quoted-printable."""
+    fits = body.isascii() and all(len(line) <= 900 for line in body.splitlines())
+    return '7bit' if fits else 'quoted-printable'
+
+
 def _plain(headers: list, body: str) -> bytes:
     message = EmailMessage(policy=email.policy.SMTP)
     for name, value in headers:
         message[name] = value
-    message.set_content(body)
+    message.set_content(body, cte=_transfer_encoding(body))
     return message.as_bytes()
 
 
@@ -118,7 +124,7 @@ def _signed(headers: list, body: str, signing: Signing) -> bytes:
     """multipart/signed (RFC 8551): the text part is signed as it is sent, in CRLF form; the outer headers are
     written before the signed entity so that nothing re-encodes it."""
     part = MIMEPart(policy=email.policy.SMTP)
-    part.set_content(body, cte='7bit' if body.isascii() else 'quoted-printable')
+    part.set_content(body, cte=_transfer_encoding(body))
     builder = pkcs7.PKCS7SignatureBuilder().set_data(part.as_bytes())
     builder = builder.add_signer(signing.certificate, signing.key, hashes.SHA256())
     for certificate in signing.chain:

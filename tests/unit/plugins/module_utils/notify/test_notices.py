@@ -22,7 +22,12 @@ from ansible_collections.certfleet.pki.plugins.module_utils.notify.service impor
 from ansible_collections.certfleet.pki.plugins.module_utils.notify.smtp import NoticeError, SmtpSettings
 from ansible_collections.certfleet.pki.plugins.module_utils.notify.templates import KINDS, render
 
-from conftest import SMTP_PASSWORD, make_certificate, write_pem  # pylint: disable=import-error
+import smtp_capture  # noqa: E402  pylint: disable=import-error
+from smtp_capture import SMTP_PASSWORD, make_certificate, write_pem  # pylint: disable=import-error
+
+# The capturing SMTP server's fixtures (tests/support/smtp_capture.py), stopped after each test.
+smtp_server, starttls_server, tls_material = (smtp_capture.smtp_server, smtp_capture.starttls_server,
+                                              smtp_capture.tls_material)
 
 BASE = 'https://pki.example.org'
 SUBJECT = {'CN': 'Alice Example', 'O': 'Example Org'}

@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: certfleet.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A real SMTP server for the notice tests: aiosmtpd on 127.0.0.1 (a free port), capturing every message; with
-STARTTLS (a throw-away CA and server certificate) and AUTH when asked. Stopped after each test."""
+"""A real SMTP server for the notice tests (fixtures the tests import): aiosmtpd on 127.0.0.1 (a free port),
+capturing every message; with STARTTLS (a throw-away CA and server certificate) and AUTH when asked.
+Stopped after each test."""
 
 from __future__ import annotations
 
