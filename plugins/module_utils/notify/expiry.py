@@ -59,7 +59,7 @@ def send_expiry_warnings(ca, settings, *, expiring_within, identities=None, excl
         if check_mode:
             notices.append(notice.to_result(sent=False))
         else:
-            notices.append(deliver(ca, settings, notice, {'expiring_within': within,
-                                                         'not_after': facts['not_after']}))
+            audit_detail = {'expiring_within': within, 'not_after': facts['not_after']}
+            notices.append(deliver(ca, settings, notice, audit_detail))
     return {'changed': bool(notices), 'notices': notices,
             'already_warned': [{'identity': r.identity, 'serial': r.serial} for r in already]}
