@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError, NotFoundError
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
 from ansible_collections.certfleet.pki.plugins.module_utils.notify.compose import Notice, Signing, compose
-from ansible_collections.certfleet.pki.plugins.module_utils.notify.smtp import (  # NoticeError: for the portal
-    NoticeError, SmtpSettings, send,  # noqa: F401
-)
+from ansible_collections.certfleet.pki.plugins.module_utils.notify.smtp import NoticeError, SmtpSettings, send
 from ansible_collections.certfleet.pki.plugins.module_utils.notify.templates import KINDS
 
+# What the portal uses (NoticeError is what a failed send raises).
+__all__ = ['AUDIT_ACTION', 'NoticeError', 'NoticeSettings', 'notify_event']
 AUDIT_ACTION = 'notice'
 
 

@@ -95,8 +95,8 @@ def load_template(kind: str, templates_dir: str | None = None) -> tuple:
                     text, origin = handle.read(), path
             except (OSError, UnicodeDecodeError) as exc:
                 raise InputError('cannot read %s: %s' % (path, exc), 'templates_dir') from None
-    head, _, body = text.partition('\n\n')
-    if not head.startswith('Subject:') or '\n' in head.strip():
+    head, blank_line, body = text.partition('\n\n')
+    if not blank_line or not head.startswith('Subject:') or '\n' in head.strip():
         raise InputError('%s must start with one "Subject: ..." line and an empty line' % origin, 'templates_dir')
     subject, body = string.Template(head[len('Subject:'):].strip()), string.Template(body)
     unknown = sorted(set(_placeholders(subject) + _placeholders(body)) - set(PLACEHOLDERS))
