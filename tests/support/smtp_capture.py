@@ -137,3 +137,19 @@ def starttls_server(tls_material):
             'to': ['officer@example.org'], 'username': SMTP_USER, 'password': SMTP_PASSWORD, 'ca_file': ca_file})
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def tls_server(tls_material):
+    """An SMTPS server (TLS from the first byte, no AUTH)."""
+    ca_file, context = tls_material
+    capture = Capture()
+    port = _free_port()
+    controller = aiosmtpd_controller.Controller(capture, hostname='127.0.0.1', port=port, ssl_context=context)
+    controller.start()
+    try:
+        yield SmtpServer(port, capture, ca_file=ca_file, settings={
+            'host': '127.0.0.1', 'port': port, 'security': 'tls', 'from': 'ca@example.org',
+            'to': ['officer@example.org'], 'ca_file': ca_file})
+    finally:
+        controller.stop()

@@ -26,8 +26,8 @@ import smtp_capture  # noqa: E402  pylint: disable=import-error
 from smtp_capture import SMTP_PASSWORD, make_certificate, write_pem  # pylint: disable=import-error
 
 # The capturing SMTP server's fixtures (tests/support/smtp_capture.py), stopped after each test.
-smtp_server, starttls_server, tls_material = (smtp_capture.smtp_server, smtp_capture.starttls_server,
-                                              smtp_capture.tls_material)
+smtp_server, starttls_server, tls_server, tls_material = (
+    smtp_capture.smtp_server, smtp_capture.starttls_server, smtp_capture.tls_server, smtp_capture.tls_material)
 
 BASE = 'https://pki.example.org'
 SUBJECT = {'CN': 'Alice Example', 'O': 'Example Org'}
@@ -125,6 +125,25 @@ def test_starttls_with_auth_delivers_and_the_password_stays_out(ca, starttls_ser
     assert DN in text_of(received['data'])
     assert_clean(received['data'], SMTP_PASSWORD)
     assert SMTP_PASSWORD not in json.dumps(result) and SMTP_PASSWORD not in json.dumps(ca.audit())
+
+
+def test_implicit_tls_verifies_the_server_unless_told_not_to(ca, tls_server):
+    ca.ensure('alice', subject=SUBJECT)
+    notice(ca, kind='expiry_warning', expiring_within=400, smtp=tls_server.settings)
+    assert len(tls_server.messages) == 1 and DN in text_of(tls_server.messages[0]['data'])
+    untrusted = dict(tls_server.settings, ca_file=None)
+    with pytest.raises(NoticeError) as err:
+        notice(ca, kind='expiry_warning', expiring_within=399, smtp=untrusted)  # another window: due again
+    assert err.value.field == 'smtp.ca_file' and len(tls_server.messages) == 1
+    notice(ca, kind='expiry_warning', expiring_within=399, smtp=dict(untrusted, validate_certs=False))
+    assert len(tls_server.messages) == 2
+
+
+def test_copy_to_person_adds_the_certificates_addresses(ca, smtp_server):
+    ca.ensure('erin', subject={'CN': 'Erin Example'}, email='erin@example.org')
+    result = notice(ca, kind='expiry_warning', expiring_within=400, copy_to_person=True, smtp=smtp_server.settings)
+    assert result['notices'][0]['recipients'] == ['officer@example.org', 'erin@example.org']
+    assert smtp_server.messages[0]['to'] == ['officer@example.org', 'erin@example.org']
 
 
 def test_the_settings_come_from_the_environment(ca, starttls_server):
