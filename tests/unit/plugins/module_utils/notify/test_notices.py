@@ -299,3 +299,17 @@ def test_notify_event_is_the_portals_hook(ca, smtp_server):
     assert DN in text_of(received['data']) and '198.51.100.4' in text_of(received['data'])
     assert_clean(received['data'], pickup['pin'])
     assert [e['detail']['kind'] for e in notices_in_audit(ca)] == ['download_complete']
+
+
+def test_notify_event_after_a_confirmed_replacement(renewed, ca, smtp_server):
+    pickup = renewed['pickup']
+    with ca.open(unlock=False) as managed:
+        confirmed = managed.confirm_replacement(pickup_id=pickup['pickup_id'], by='alice')  # already: unchanged
+        notify_event(managed, {'smtp': smtp_server.settings}, 'replacement_complete', serial=confirmed['serial'],
+                     old_serial=confirmed['old_serial'], confirmed_by='alice', time=confirmed['confirmed_at'])
+        with pytest.raises(InputError) as err:
+            notify_event(managed, {'smtp': smtp_server.settings}, 'welcome', serial=confirmed['serial'])
+    assert err.value.field == 'kind'
+    text = text_of(smtp_server.messages[0]['data'])
+    assert confirmed['old_serial'] == renewed['old'] and renewed['old'] in text and confirmed['serial'] in text
+    assert DN in text and len(smtp_server.messages) == 1
