@@ -105,9 +105,44 @@ options:
       - V(individual) one PKCS#12 file per identity and one C(passwords.tsv) with each file's password.
       - V(bundle) one ZIP archive of all PKCS#12 files and the passwords file. The archive holds the passwords
         and the keys; hand it over as you would the passwords.
+      - V(pickup) no PKCS#12 file at all - each issued certificate gets a pickup (as
+        M(certfleet.pki.client_certificate_pickup) makes it, with O(pickup)), its key held by the CA until the
+        person downloads it from the pickup portal with the PIN. The retrieval URLs go to C(pickups.tsv)
+        (identity, serial, email, url) and the PINs to C(pickup-pins.tsv) (identity, serial, pin), two C(0600)
+        files so that each travels by its own channel. A pickup missing after a failure is made later with
+        M(certfleet.pki.client_certificate_pickup).
     type: str
-    choices: [individual, bundle]
+    choices: [individual, bundle, pickup]
     default: individual
+  pickup:
+    description:
+      - The pickups of O(delivery=pickup); checked before any line is carried out. Ignored otherwise.
+    type: dict
+    suboptions:
+      base_url:
+        description: The address of the pickup portal; C(https) (C(http) only for localhost). Required.
+        type: str
+      format:
+        description: What the person downloads.
+        type: str
+        choices: [pkcs12-modern, pkcs12-legacy, mobileconfig]
+        default: pkcs12-modern
+      lock_after_first_days:
+        description: Days after the first download after which the pickup closes.
+        type: int
+        default: 3
+      expire_after_issue_days:
+        description: Days after issuance after which the pickup closes (never beyond the key's retention).
+        type: int
+        default: 30
+      max_downloads:
+        description: Downloads allowed.
+        type: int
+        default: 1
+      max_attempts:
+        description: Wrong PINs after which the pickup locks.
+        type: int
+        default: 5
   encryption:
     description:
       - V(modern) AES-256-CBC with PBKDF2-HMAC-SHA256 and a SHA-256 MAC (Windows 10 1709 and later, macOS,
@@ -176,6 +211,18 @@ EXAMPLES = r'''
     delivery: bundle
     encryption: legacy
     on_error: skip
+
+- name: Phones and laptops Ansible cannot reach - each person picks the certificate up with a URL and a PIN
+  certfleet.pki.client_certificate_requests:
+    ca_path: /srv/certfleet/ca
+    ca_passphrase: "{{ vault_ca_passphrase }}"
+    src: /srv/certfleet/incoming/field-staff.tsv
+    dest: /srv/certfleet/outgoing
+    delivery: pickup
+    pickup:
+      base_url: https://pki.example.org
+      format: mobileconfig
+      expire_after_issue_days: 14
 
 - name: Revoke the old certificates once the users confirmed (the hand-back file of the renewal run)
   certfleet.pki.client_certificate_requests:
@@ -246,6 +293,15 @@ handback_file:
   description: The revocation request for the certificates that renew lines replaced, in the input's format.
   returned: always
   type: str
+pickups_file:
+  description: With O(delivery=pickup), C(pickups.tsv) (or C(.csv)) - identity, serial, email and retrieval URL.
+  returned: always
+  type: str
+pins_file:
+  description: With O(delivery=pickup), C(pickup-pins.tsv) (or C(.csv)) - identity, serial and PIN; send each PIN
+    by another channel than its URL.
+  returned: always
+  type: str
 src_sha256:
   description: SHA-256 of the request file, as recorded in the audit trail.
   returned: always
@@ -288,7 +344,16 @@ def main():
             format={'type': 'str', 'default': 'auto', 'choices': ['auto', 'tsv', 'csv']},
             dest={'type': 'path', 'required': True},
             on_error={'type': 'str', 'default': 'abort', 'choices': ['abort', 'skip']},
-            delivery={'type': 'str', 'default': 'individual', 'choices': ['individual', 'bundle']},
+            delivery={'type': 'str', 'default': 'individual', 'choices': ['individual', 'bundle', 'pickup']},
+            pickup={'type': 'dict', 'options': {
+                'base_url': {'type': 'str'},
+                'format': {'type': 'str', 'default': 'pkcs12-modern',
+                           'choices': ['pkcs12-modern', 'pkcs12-legacy', 'mobileconfig']},
+                'lock_after_first_days': {'type': 'int', 'default': 3},
+                'expire_after_issue_days': {'type': 'int', 'default': 30},
+                'max_downloads': {'type': 'int', 'default': 1},
+                'max_attempts': {'type': 'int', 'default': 5},
+            }},
             encryption={'type': 'str', 'default': 'modern', 'choices': ['modern', 'legacy']},
             iterations={'type': 'int'},
             profile={'type': 'str', 'default': 'client'},
@@ -313,7 +378,7 @@ def main():
                 defaults={'profile': params['profile'], 'key_type': params['key_type'],
                           'valid_days': params['valid_days']},
                 renew_before=params['renew_before'], key_retention=params['key_retention'],
-                workers=params['workers'], name=params['name'])
+                workers=params['workers'], name=params['name'], pickup=params['pickup'])
             try:
                 return request.execute(check_mode=module.check_mode)
             except BulkInputError as exc:

@@ -44,7 +44,7 @@ from ansible_collections.certfleet.pki.plugins.module_utils.x509 import pkcs12 a
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import normalize_serial
 
 ACTIONS = ('issue', 'renew', 'revoke')
-DELIVERIES = ('individual', 'bundle')
+DELIVERIES = ('individual', 'bundle', 'pickup')
 ON_ERROR = ('abort', 'skip')
 # Canonical column names, in the order the documentation, the hand-back file and the results use.
 COLUMNS = ('action', 'identity', 'CN', 'email', 'O', 'OU', 'L', 'ST', 'C', 'profile', 'valid_days', 'key_type',
@@ -172,11 +172,12 @@ class BulkRequest:
     def __init__(self, ca, *, src: str, format: str = 'auto', on_error: str = 'abort', delivery: str = 'individual',
                  dest: str | None = None, encryption: str = 'modern', iterations: int | None = None,
                  defaults: dict | None = None, renew_before=RENEW_BEFORE, key_retention=KEY_RETENTION_DAYS,
-                 workers: int | None = None, name: str | None = None):
+                 workers: int | None = None, name: str | None = None, pickup: dict | None = None):
         if on_error not in ON_ERROR:
             raise InputError('unknown value %r (use abort or skip)' % on_error, 'on_error')
         if delivery not in DELIVERIES:
-            raise InputError('unknown value %r (use individual or bundle)' % delivery, 'delivery')
+            raise InputError('unknown value %r (use individual, bundle or pickup)' % delivery, 'delivery')
+        self.pickup = _pickup_options(pickup) if delivery == 'pickup' else None
         if encryption not in pkcs12_lib.ENCRYPTIONS:
             raise InputError('unknown encryption %r (use modern or legacy)' % encryption, 'encryption')
         if iterations is not None and iterations < 1000:
@@ -449,7 +450,7 @@ class BulkRequest:
     def _name_files(self) -> None:
         used = set()
         for line in self.lines:
-            if line.outcome not in ('issue', 'renew'):
+            if line.outcome not in ('issue', 'renew') or self.delivery == 'pickup':  # pickups write no file
                 continue
             base = _UNSAFE_FILE_CHARS.sub('_', line.identity)[:120] or 'identity'
             candidate = base + '.p12'
@@ -489,7 +490,8 @@ class BulkRequest:
         result = {'changed': bool(work), 'src': self.src, 'src_sha256': self.src_sha256,
                   'format': self.table.format, 'delivery': self.delivery, 'encryption': self.encryption,
                   'iterations': self.iterations, 'output_dir': None, 'results_file': None,
-                  'passwords_file': None, 'bundle_file': None, 'handback_file': None, 'warnings': []}
+                  'passwords_file': None, 'bundle_file': None, 'handback_file': None, 'pickups_file': None,
+                  'pins_file': None, 'warnings': []}
         if self.invalid():
             result['warnings'].append('%d of %d request lines are invalid and were skipped (on_error: skip): %s'
                                       % (len(self.invalid()), len(self.lines), '; '.join(
@@ -503,6 +505,8 @@ class BulkRequest:
             final_dir, staging = self._run_folder()
         issued = self._deliver(work, final_dir, staging)
         result.update(self._output_paths(final_dir, issued))
+        if self.delivery == 'pickup' and issued:
+            result.update(self._create_pickups(final_dir, issued))
         result.update(rows=self.rows(), counts=self.counts())
         return result
 
@@ -553,11 +557,35 @@ class BulkRequest:
         context = {
             'signer': self.ca.signer(), 'chain': [authority.certificate] + list(authority.chain), 'now': self.now,
             'wrapper': self.ca.key_wrapper(), 'encryption': self.encryption, 'iterations': self.iterations,
-            'staging': staging,
+            'staging': staging, 'pkcs12': self.delivery != 'pickup',
         }
         jobs = [{'line': line.number, 'wanted': line.wanted, 'file_name': line.file_name,
                  'renews': line.current.serial if line.current is not None else None} for line in lines]
         return {item['line']: item for item in run_jobs(jobs, context, self.workers)}
+
+    def _create_pickups(self, final_dir: str, issued: dict) -> dict:
+        """After the commit: one pickup per issued certificate (its key stays held for it). The URLs and the PINs go
+        to two separate 0600 files, so that each can travel by its own channel (the URL by e-mail, the PIN by
+        another way). Running client_certificate_pickup for an identity gives a missing one later."""
+        from ansible_collections.certfleet.pki.plugins.module_utils.ca.pickup import create_pickup
+
+        urls, pins = [], []
+        for line in self.lines:
+            if line.number not in issued:
+                continue
+            made = create_pickup(self.ca, identity=line.identity, **self.pickup)
+            serial = issued[line.number]['record'].serial
+            email = (line.values.get('email') or '').strip()
+            urls.append((line.identity, serial, email, made['url'] or ''))
+            pins.append((line.identity, serial, made.get('pin') or ''))
+            line.message = (line.message + '; ' if line.message else '') + 'pickup %s' % made['pickup_id']
+        delimiter = self.table.delimiter
+        extension = 'tsv' if delimiter == '\t' else 'csv'
+        paths = {'pickups_file': os.path.join(final_dir, 'pickups.%s' % extension),
+                 'pins_file': os.path.join(final_dir, 'pickup-pins.%s' % extension)}
+        atomic_write(paths['pickups_file'], render_table(['identity', 'serial', 'email', 'url'], urls, delimiter))
+        atomic_write(paths['pins_file'], render_table(['identity', 'serial', 'pin'], pins, delimiter))
+        return paths
 
     def _write_outputs(self, staging: str, issued: dict) -> None:
         delimiter = self.table.delimiter
@@ -571,7 +599,7 @@ class BulkRequest:
                          render_table(list(HANDBACK_COLUMNS),
                                       [('revoke', line.identity, line.previous_serial, 'superseded')
                                        for line in renewed], delimiter))
-        if not issued:
+        if not issued or self.delivery == 'pickup':
             return
         passwords = render_table(['identity', 'serial', 'file', 'password'],
                                  [(line.identity, issued[line.number]['record'].serial, line.file_name,
@@ -663,7 +691,7 @@ class BulkRequest:
         paths = {'output_dir': final_dir, 'results_file': os.path.join(final_dir, 'results.%s' % extension)}
         if any(line.outcome == 'renew' for line in self.lines):
             paths['handback_file'] = os.path.join(final_dir, 'revoke-old.%s' % extension)
-        if issued:
+        if issued and self.delivery != 'pickup':
             if self.delivery == 'individual':
                 paths['passwords_file'] = os.path.join(final_dir, 'passwords.%s' % extension)
                 for line in self.lines:
@@ -672,6 +700,28 @@ class BulkRequest:
             else:
                 paths['bundle_file'] = os.path.join(final_dir, '%s.zip' % self.name)
         return paths
+
+
+PICKUP_OPTIONS = ('base_url', 'format', 'lock_after_first_days', 'expire_after_issue_days', 'max_downloads',
+                  'max_attempts')
+
+
+def _pickup_options(options) -> dict:
+    """The pickup settings of delivery: pickup, checked before any line is read (create_pickup's own checks, on a
+    dry value, so a bad one fails here and not after the certificates are committed)."""
+    from ansible_collections.certfleet.pki.plugins.module_utils.ca import pickup as pickup_lib
+
+    if not isinstance(options, dict) or not options.get('base_url'):
+        raise InputError('delivery: pickup needs pickup.base_url, the portal address the URLs start with',
+                         'pickup.base_url')
+    unknown = sorted(set(options) - set(PICKUP_OPTIONS))
+    if unknown:
+        raise InputError('unknown option(s) %s (use %s)' % (', '.join(unknown), ', '.join(PICKUP_OPTIONS)), 'pickup')
+    chosen = dict(pickup_lib.DEFAULTS, **{k: v for k, v in options.items() if v is not None})
+    try:
+        return pickup_lib.check_pickup_options(chosen)
+    except InputError as exc:
+        raise InputError(str(exc.args[0]) if exc.args else exc.message, 'pickup.%s' % exc.field) from None
 
 
 # PBKDF2 rounds for files protected by a generated password. The rounds slow down guessing of a password a person
@@ -696,6 +746,9 @@ def issue_one(job: dict) -> dict:
     wanted = job['wanted']
     key = generate_private_key(wanted.key_type)
     certificate, record = context['signer'].sign(wanted, key.public_key(), context['now'], renews=job['renews'])
+    wrapped = context['wrapper'].wrap(key, record.serial)
+    if not context.get('pkcs12', True):  # delivery by pickup: the held key is packed at download time
+        return {'line': job['line'], 'record': record, 'password': None, 'wrapped': wrapped}
     password = new_password()
     data = pkcs12_lib.serialize(key=key, certificate=certificate, chain=context['chain'], password=password,
                                 encryption=context['encryption'], friendly_name=wanted.identity,
@@ -704,8 +757,7 @@ def issue_one(job: dict) -> dict:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, 'wb') as handle:  # made durable with the whole folder, before the store commit
         handle.write(data)
-    return {'line': job['line'], 'record': record, 'password': password,
-            'wrapped': context['wrapper'].wrap(key, record.serial)}
+    return {'line': job['line'], 'record': record, 'password': password, 'wrapped': wrapped}
 
 
 def available_cores() -> int:

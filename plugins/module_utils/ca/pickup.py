@@ -227,15 +227,10 @@ def create_pickup(ca, *, identity, base_url=None, format=DEFAULTS['format'],
         raise InputError('unknown state %r (use present or absent)' % (state,), 'state')
     if state == 'absent':
         return _withdraw(ca, identity, check_mode)
-    options = {
-        'base_url': _base_url(base_url),
-        'format': format if format in PICKUP_FORMATS else _bad_format(format),
-        'lock_after_first_days': _optional_days(lock_after_first_days, 'lock_after_first_pickup_days'),
-        'expire_after_issue_days': _optional_days(expire_after_issue_days, 'expire_after_issue_days'),
-        'max_downloads': _limit(max_downloads, 'max_downloads'),
-        'max_attempts': _limit(max_attempts, 'max_attempts'),
-        'pin_file': _pin_file(pin_file),
-    }
+    options = dict(check_pickup_options({
+        'base_url': base_url, 'format': format, 'lock_after_first_days': lock_after_first_days,
+        'expire_after_issue_days': expire_after_issue_days, 'max_downloads': max_downloads,
+        'max_attempts': max_attempts}), pin_file=_pin_file(pin_file))
     now = ca.clock()
     with ca.store.read():
         record = _pickup_certificate(ca.store, identity, now)
@@ -287,6 +282,21 @@ def _create(ca, record, options: dict, expires_at, now) -> dict:
             _close(ca.store, ca.store.get_pickup(pickup_id), ca.clock(), 'pin_lost')
         raise
     return result
+
+
+def check_pickup_options(options: dict) -> dict:
+    """A pickup's settings checked (errors name the module option); also used by the bulk request path before any
+    certificate is issued."""
+    return {
+        'base_url': _base_url(options.get('base_url')),
+        'format': options.get('format') if options.get('format') in PICKUP_FORMATS else _bad_format(
+            options.get('format')),
+        'lock_after_first_days': _optional_days(options.get('lock_after_first_days'),
+                                                'lock_after_first_pickup_days'),
+        'expire_after_issue_days': _optional_days(options.get('expire_after_issue_days'), 'expire_after_issue_days'),
+        'max_downloads': _limit(options.get('max_downloads'), 'max_downloads'),
+        'max_attempts': _limit(options.get('max_attempts'), 'max_attempts'),
+    }
 
 
 def _bad_format(value):
