@@ -503,6 +503,11 @@ class _LazyApplication:
         self._lock = threading.Lock()
         if os.environ.get(CONFIG_ENV):
             self._app = create_app(PortalConfig.from_file(os.environ[CONFIG_ENV]))  # a bad config stops the worker
+        if not LOG.handlers:  # under a WSGI server: pickup ids and addresses to stderr (the journal), nothing secret
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter('[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s'))
+            LOG.addHandler(handler)
+            LOG.setLevel(logging.INFO)
 
     def __call__(self, environ, start_response):
         with self._lock:
