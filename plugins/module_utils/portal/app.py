@@ -81,7 +81,7 @@ button.secondary{background:#fff;color:#1f4e79;border:1px solid #1f4e79}
 .error{background:#fdecea;border-left:4px solid #c62828;padding:.6rem .8rem;margin-bottom:1rem}
 .note{color:#4a5468;font-size:.92rem}
 dl{display:grid;grid-template-columns:auto 1fr;gap:.35rem 1rem;margin:0}
-dt{font-weight:600}dd{margin:0;word-break:break-all}
+dt{font-weight:600}dd{margin:0;overflow-wrap:anywhere}
 footer{text-align:center;color:#6b7385;font-size:.85rem;padding:1rem}
 '''
 
