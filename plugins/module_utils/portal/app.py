@@ -333,7 +333,7 @@ class PortalApp:
 
     # -- pages ----------------------------------------------------------------------------------------------------
     def pin_page(self, request: Request, token: str, pickup_id: str, status: int = 200, error: str | None = None,
-                 view: dict | None = None) -> Response:
+                 *, view: dict | None = None) -> Response:
         if view is None:
             try:
                 view = self.ca().open_pickup(token)
@@ -431,7 +431,7 @@ class PortalApp:
         return self.page(request, 200, 'replaced_heading', [('p', t['replaced_intro'] % result['old_serial'])])
 
     # -- HTML -----------------------------------------------------------------------------------------------------
-    def page(self, request: Request, status: int, heading: str, blocks: list, token: str | None = None,
+    def page(self, request: Request, status: int, heading: str, blocks: list, *, token: str | None = None,
              pickup_id: str | None = None, issuer: str | None = None) -> Response:
         """A whole page. Blocks are (kind, message key or text); every text is escaped here."""
         t = texts.MESSAGES[request.language]
