@@ -91,7 +91,7 @@ def test_the_whole_flow_downloads_a_pkcs12_the_pin_opens_and_only_once(ca, porta
     status, _headers, content = client.request('POST', path, dict(client.fields(content, path), pin=created['pin']))
     page = content.decode('utf-8')
     assert status == 200 and 'Alice Example' in page and created['serial'] in page
-    assert texts.ADVICE['en']['android'].split(' > ')[0] in page  # advice for the browser's system
+    assert texts.ADVICE['en']['android'].split(' > ', maxsplit=1)[0] in page  # advice for the browser's system
     assert created['pin'] not in page  # the PIN travels sealed
     status, headers, content = client.request('POST', path + '/download', client.fields(content, '/download'))
     assert status == 200 and headers['Content-Type'] == 'application/x-pkcs12'
