@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import io
 import logging
+import plistlib
 import re
 import urllib.parse
 
 import pytest
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CertfleetError
 from ansible_collections.certfleet.pki.plugins.module_utils.portal import app as portal_app
 from ansible_collections.certfleet.pki.plugins.module_utils.portal import texts
 
@@ -102,7 +104,12 @@ def test_the_whole_flow_downloads_a_pkcs12_the_pin_opens_and_only_once(ca, porta
     status, _headers, content = client.request('GET', path)
     assert status == 404 and b'not valid or no longer available' in content
     assert Client(portal).request('GET', path)[0] == 404
+    audited = [(e['action'], e['outcome'], e['detail'].get('client')) for e in ca.audit()
+               if e['action'] in ('pickup_pin', 'pickup_download')]
+    assert ('pickup_pin', 'accepted', '192.0.2.10') in audited
+    assert ('pickup_download', 'downloaded', '192.0.2.10') in audited
     secret = path.rsplit('.', 1)[1]
+    assert secret not in repr(ca.audit()) and created['pin'] not in repr(ca.audit())
     assert created['pickup_id'] in caplog.text
     assert secret not in caplog.text and created['pin'] not in caplog.text
 
@@ -210,3 +217,36 @@ def test_the_advice_follows_the_system():
     assert texts.advice('en', 'mobileconfig', 'Mozilla/5.0 (Windows NT 10.0)') == texts.ADVICE['en']['mobileconfig']
     assert set(texts.MESSAGES['en']) == set(texts.MESSAGES['ja'])
     assert set(texts.ADVICE['en']) == set(texts.ADVICE['ja'])
+
+
+def test_a_configuration_profile_downloads_for_an_iphone(ca, portal):
+    path, created = create(ca, format='mobileconfig')
+    client = Client(portal)
+    _status, _headers, content = walk_to_confirm(client, path, created['pin'])
+    status, headers, content = client.request('POST', path + '/download', client.fields(content, '/download'))
+    assert status == 200 and headers['Content-Type'] == 'application/x-apple-aspen-config'
+    assert headers['Content-Disposition'] == 'attachment; filename="alice.mobileconfig"'
+    profile = plistlib.loads(content)
+    assert {item['PayloadType'] for item in profile['PayloadContent']} >= {'com.apple.security.pkcs12'}
+
+
+def test_the_address_behind_a_trusted_proxy_is_the_forwarded_one(ca, tmp_path):
+    (tmp_path / 'secret').write_text('s' * 40)
+    (tmp_path / 'passphrase').write_text(ca.passphrase)
+    app = portal_app.create_app({'ca_path': ca.path, 'ca_passphrase_file': str(tmp_path / 'passphrase'),
+                                 'secret_key_file': str(tmp_path / 'secret'), 'base_url': BASE,
+                                 'trusted_proxies': ['127.0.0.1']}, clock=ca.clock)
+    environ = {'REMOTE_ADDR': '127.0.0.1', 'HTTP_X_FORWARDED_FOR': '203.0.113.9, 198.51.100.20'}
+    assert portal_app.Request(environ, app.config).client == '198.51.100.20'  # what the proxy itself saw
+    environ['REMOTE_ADDR'] = '192.0.2.99'
+    assert portal_app.Request(environ, app.config).client == '192.0.2.99'  # a client cannot claim an address
+
+
+def test_the_config_is_checked(tmp_path):
+    (tmp_path / 'short').write_text('too short')
+    with pytest.raises(CertfleetError, match='exactly one of ca_path and ca_store'):
+        portal_app.create_app({'secret_key_file': str(tmp_path / 'short')})
+    with pytest.raises(CertfleetError, match='at least 32'):
+        portal_app.create_app({'ca_path': str(tmp_path), 'secret_key_file': str(tmp_path / 'short')})
+    with pytest.raises(CertfleetError, match='unknown portal settings: pin'):
+        portal_app.create_app({'ca_path': str(tmp_path), 'pin': '1'})
