@@ -2,8 +2,8 @@
 # Copyright: certfleet.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The pickup_portal role (issue 13), as far as this container allows: systemd does not run here, so the role runs
-with ``--tags portal_config`` (config, secrets, unit file into the test's folders), and the rendered unit's own
-ExecStart line then starts gunicorn with TLS on the rendered config and serves a pickup page."""
+with ``--tags portal_config,portal_code`` (config, secrets, unit file and the copied library in the test's folders),
+and the rendered unit's own ExecStart line and environment then start gunicorn with TLS and serve a pickup page."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_the_role_renders_private_config_and_a_confined_unit_that_serves(ansible
     port = free_port()
     variables = role_vars(tmp_path, officer, port, pickup_portal_tls_certificate=str(pki['cert']),
                           pickup_portal_tls_private_key=str(pki['key']))
-    run = ansible.run(PLAYBOOK, variables, args=['--tags', 'portal_config', '--diff'])
+    run = ansible.run(PLAYBOOK, variables, args=['--tags', 'portal_config,portal_code', '--diff'])
     assert run.returncode == 0, run.explain()
     assert PASSPHRASE not in run.output
 
@@ -86,13 +86,17 @@ def test_the_role_renders_private_config_and_a_confined_unit_that_serves(ansible
     assert '--certfile' in command and '--access-logfile' not in command
 
     # Again: nothing changes, and the generated secret key is kept.
-    again = ansible.run(PLAYBOOK, variables, args=['--tags', 'portal_config'])
+    again = ansible.run(PLAYBOOK, variables, args=['--tags', 'portal_config,portal_code'])
     assert again.returncode == 0 and 'changed=0' in again.stdout, again.explain()
     assert (config_dir / 'secret-key').read_text() == secret_key
 
-    # The unit's command, with this machine's gunicorn and collection link in place of the virtualenv's.
+    # The unit's command and environment (the library the role copied), with this machine's gunicorn in place of
+    # the virtualenv's.
+    library = pathlib.Path(settings['Environment']['PYTHONPATH'])
+    assert (library / 'ansible_collections/certfleet/pki/plugins/module_utils/portal/app.py').is_file()
+    assert not (library / 'ansible_collections/certfleet/pki/plugins/modules').exists()  # the library only
     env = dict(os.environ, CERTFLEET_PORTAL_CONFIG=settings['Environment']['CERTFLEET_PORTAL_CONFIG'],
-               PYTHONPATH=str(ansible.collections))
+               PYTHONPATH=str(library))
     log = tmp_path / 'gunicorn.log'
     server = subprocess.Popen([gunicorn_binary()] + command[1:] + ['--error-logfile', str(log)], env=env,
                               cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
