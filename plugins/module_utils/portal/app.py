@@ -283,9 +283,10 @@ class PortalApp:
         request = Request(environ, self.config)
         try:
             response = self.route(request)
-        except Exception:  # pylint: disable=broad-except
-            # The traceback may hold the token in a local; log the kind only, with the path's pickup id.
-            LOG.error('internal error on %s %s', request.method, _pickup_id_of(request.path), exc_info=False)
+        except Exception as exc:  # pylint: disable=broad-except
+            # A traceback's locals and messages may hold the token or the PIN: log the kind and the pickup id only.
+            LOG.error('internal error (%s) on %s of pickup %s', type(exc).__name__, request.method,
+                      _pickup_id_of(request.path))
             self.close()  # a broken connection must not serve the next request
             response = self.page(request, 500, 'error', [('p', 'error')])
         if request.lang_switched:

@@ -250,3 +250,15 @@ def test_the_config_is_checked(tmp_path):
         portal_app.create_app({'ca_path': str(tmp_path), 'secret_key_file': str(tmp_path / 'short')})
     with pytest.raises(CertfleetError, match='unknown portal settings: pin'):
         portal_app.create_app({'ca_path': str(tmp_path), 'pin': '1'})
+
+
+def test_a_broken_ca_gives_a_plain_error_page_and_a_log_without_the_token(ca, tmp_path, caplog):
+    ca.ensure('alice')
+    path, _created = create(ca)
+    (tmp_path / 'secret').write_text('s' * 40)
+    (tmp_path / 'passphrase').write_text('not the passphrase')
+    app = portal_app.create_app({'ca_path': ca.path, 'ca_passphrase_file': str(tmp_path / 'passphrase'),
+                                 'secret_key_file': str(tmp_path / 'secret'), 'base_url': BASE}, clock=ca.clock)
+    status, headers, content = Client(app).request('GET', path)
+    assert status == 500 and b'Something went wrong' in content and headers['X-Frame-Options'] == 'DENY'
+    assert path.split('/p/')[1].split('.')[0] in caplog.text and path.rsplit('.', 1)[1] not in caplog.text
