@@ -154,12 +154,24 @@ class Browser:
         return self.find('heading').text
 
     def click(self, element_id: str) -> None:
-        """Click a button that leads to a new page, and wait for that page."""
-        from selenium.webdriver.support import expected_conditions  # pylint: disable=import-outside-toplevel
+        """Click a button that leads to a new page, and wait for that page.
+
+        The old document is marked first and the wait ends when a document without the mark is complete: a page
+        with the same heading (a wrong PIN) counts too. Right after a download the old document can be briefly in
+        flux ("node does not belong to the document"): the click is then tried again."""
+        from selenium.common.exceptions import WebDriverException  # pylint: disable=import-outside-toplevel
         from selenium.webdriver.support.ui import WebDriverWait  # pylint: disable=import-outside-toplevel
-        before = self.find('heading')
-        self.find(element_id).click()
-        WebDriverWait(self.driver, 30).until(expected_conditions.staleness_of(before))
+        for attempt in range(5):
+            try:
+                self.driver.execute_script('window.certfleetOldPage = true;')
+                self.find(element_id).click()
+                break
+            except WebDriverException:
+                if attempt == 4:
+                    raise
+                time.sleep(0.5)
+        WebDriverWait(self.driver, 30).until(lambda driver: driver.execute_script(
+            'return window.certfleetOldPage === undefined && document.readyState === "complete";'))
 
     def download(self) -> None:
         """The download button: the page stays, the file arrives (see ``wait_for_download``)."""

@@ -71,7 +71,7 @@ header{background:#1f4e79;color:#fff;padding:.75rem 1.25rem;display:flex;justify
 align-items:center}
 header a{color:#fff}
 h1{font-size:1.35rem;margin:.5rem 0 1rem}
-.card{background:#fff;border-radius:.5rem;padding:1.25rem;box-shadow:0 1px 3px rgba(0,0,0,.12)}
+.card{background:#fff;border-radius:.5rem;padding:1.25rem;box-shadow:0 1px 3px rgba(0,0,0,.12);overflow-wrap:anywhere}
 label{display:block;font-weight:600;margin:.75rem 0 .25rem}
 input[type=text],input[type=password]{font-size:1.4rem;letter-spacing:.2em;width:100%;box-sizing:border-box;
 padding:.5rem;border:1px solid #8a94a6;border-radius:.35rem}
@@ -83,6 +83,7 @@ button.secondary{background:#fff;color:#1f4e79;border:1px solid #1f4e79}
 dl{display:grid;grid-template-columns:auto 1fr;gap:.35rem 1rem;margin:0}
 dt{font-weight:600}dd{margin:0;overflow-wrap:anywhere}
 footer{text-align:center;color:#6b7385;font-size:.85rem;padding:1rem}
+@media (max-width:32rem){dl{grid-template-columns:1fr;gap:0}dd{margin-bottom:.6rem}}
 '''
 
 
