@@ -26,7 +26,7 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
 from ansible_collections.certfleet.pki.plugins.module_utils.notify.compose import Notice, Signing, compose
 from ansible_collections.certfleet.pki.plugins.module_utils.notify.smtp import NoticeError, SmtpSettings, send
-from ansible_collections.certfleet.pki.plugins.module_utils.notify.templates import KINDS
+from ansible_collections.certfleet.pki.plugins.module_utils.notify.templates import KINDS, handback_text
 
 # What the portal uses (NoticeError is what a failed send raises).
 __all__ = ['AUDIT_ACTION', 'NoticeError', 'NoticeSettings', 'notify_event']
@@ -109,5 +109,7 @@ def notify_event(ca, settings, kind: str, *, secrets=(), **facts) -> dict:
         if record is None:
             raise NotFoundError('no certificate with serial %s' % facts['serial'], 'serial')
         facts = dict(record_facts(ca, record, ca.clock()), **{k: v for k, v in facts.items() if v is not None})
+    if kind == 'download_complete' and facts.get('old_serial') and not facts.get('handback'):
+        facts['handback'] = handback_text(facts.get('identity') or '', facts['old_serial'])
     notice = compose_notice(ca, settings, kind, facts, secrets)
     return deliver(ca, settings, notice)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError, NotFoundError
 from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
 from ansible_collections.certfleet.pki.plugins.module_utils.notify.events import record_facts
+from ansible_collections.certfleet.pki.plugins.module_utils.notify.templates import handback_text
 
 
 def event_facts(ca, kind: str, *, identity=None, serial=None, pickup_id=None, url=None) -> dict:
@@ -25,6 +26,8 @@ def event_facts(ca, kind: str, *, identity=None, serial=None, pickup_id=None, ur
             facts.update(_pickup_ready(ca.store, record, pickup, url, now))
         elif kind == 'download_complete':
             facts.update(_last_audit(ca.store, record, 'pickup_download', pickup_id, 'was not downloaded yet'))
+            if pickup is not None and pickup.renewal_of:
+                facts.update(old_serial=pickup.renewal_of, handback=handback_text(record.identity, pickup.renewal_of))
         elif kind == 'replacement_complete':
             facts.update(_last_audit(ca.store, record, 'pickup_confirm', pickup_id,
                                      'has no confirmed replacement'))

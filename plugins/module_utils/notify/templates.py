@@ -18,7 +18,7 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import
 KINDS = ('pickup_ready', 'download_complete', 'replacement_complete', 'revocation_complete', 'expiry_warning')
 # Every fact a template may use; the ones a kind does not know read as "-".
 PLACEHOLDERS = ('identity', 'subject', 'serial', 'issuer', 'time', 'client', 'url', 'window_ends_at', 'format',
-                'old_serial', 'confirmed_by', 'reason', 'not_after', 'days_left', 'expiring_within')
+                'old_serial', 'confirmed_by', 'reason', 'not_after', 'days_left', 'expiring_within', 'handback')
 
 DEFAULT_TEMPLATES = {
     'pickup_ready': """Subject: Your certificate is ready for pickup ($identity)
@@ -46,7 +46,7 @@ Serial:     $serial
 Time:       $time
 Client:     $client
 Format:     $format
-""",
+$handback""",
     'replacement_complete': """Subject: Replacement complete: $subject (serial $serial)
 
 The renewal of $identity is complete: the new certificate is in use and the
@@ -117,8 +117,18 @@ def _placeholders(template: string.Template) -> list:
     return names
 
 
+def handback_text(identity: str, old_serial: str) -> str:
+    """The officer's ready-made revocation request for the certificate a renewal pickup replaces (the bulk
+    hand-back format: action, identity, serial, reason)."""
+    return ('\nThis certificate replaces serial %s. The old one stays valid until the person confirms the\n'
+            'replacement on the portal (it is then revoked) or you revoke it, for example with this request\n'
+            'line (certfleet.pki.requests or client_certificate_requests):\n\n'
+            '  action\tidentity\tserial\treason\n  revoke\t%s\t%s\tsuperseded\n' % (old_serial, identity, old_serial))
+
+
 def render(kind: str, facts: dict, templates_dir: str | None = None) -> tuple:
     """(subject, body) of ``kind`` with ``facts`` filled in; unknown facts read as "-"."""
     subject, body = load_template(kind, templates_dir)
     values = {name: '-' if facts.get(name) in (None, '') else str(facts[name]) for name in PLACEHOLDERS}
+    values['handback'] = str(facts.get('handback') or '')  # a whole paragraph, or nothing
     return ' '.join(subject.substitute(values).split()), body.substitute(values)

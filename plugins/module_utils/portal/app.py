@@ -44,6 +44,7 @@ from http.cookies import CookieError, SimpleCookie
 
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.pickup import PickupError
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CertfleetError
+from ansible_collections.certfleet.pki.plugins.module_utils.common.timeutil import to_iso
 from ansible_collections.certfleet.pki.plugins.module_utils.portal import texts
 
 try:
@@ -93,7 +94,7 @@ class PortalConfig:
     def __init__(self, values: dict):
         unknown = sorted(set(values) - {'ca_path', 'ca_store', 'ca_passphrase_file', 'secret_key_file', 'base_url',
                                         'trusted_proxies', 'max_body_bytes', 'throttle_failures',
-                                        'throttle_minutes'})
+                                        'throttle_minutes', 'notices'})
         if unknown:
             raise CertfleetError('unknown portal settings: %s' % ', '.join(unknown), 'config')
         if bool(values.get('ca_path')) == bool(values.get('ca_store')):
@@ -111,11 +112,27 @@ class PortalConfig:
         self.max_body_bytes = int(values.get('max_body_bytes', DEFAULTS['max_body_bytes']))
         self.throttle_failures = int(values.get('throttle_failures', DEFAULTS['throttle_failures']))
         self.throttle_seconds = 60 * int(values.get('throttle_minutes', DEFAULTS['throttle_minutes']))
+        self.notices = _notice_settings(values.get('notices'))
 
     @classmethod
     def from_file(cls, path: str) -> 'PortalConfig':
         with open(path, encoding='utf-8') as handle:
             return cls(json.load(handle))
+
+
+def _notice_settings(options):
+    """The officer's e-mail notices (download complete, replacement complete), or None: the settings of
+    client_certificate_notice, the SMTP password read from ``smtp.password_file``."""
+    if not options:
+        return None
+    from ansible_collections.certfleet.pki.plugins.module_utils.notify.events import NoticeSettings
+
+    options = dict(options)
+    smtp = dict(options.get('smtp') or {})
+    if smtp.get('password_file'):
+        smtp['password'] = _read_secret(smtp.pop('password_file'), 'notices.smtp.password_file', required=True)
+    options['smtp'] = smtp
+    return NoticeSettings.from_options(options)
 
 
 def _read_secret(path, name: str, required: bool) -> str | None:
@@ -401,6 +418,9 @@ class PortalApp:
         except PickupError as exc:
             return self.pin_refused(request, token, pickup_id, exc)
         LOG.info('pickup %s: downloaded (serial %s, %s) by %s', pickup_id, found.serial, found.format, request.client)
+        self.notify('download_complete', pickup_id, hidden=[sealed['pin']], serial=found.serial,
+                    pickup_id=found.pickup_id, time=to_iso(found.downloaded_at), client=found.client,
+                    format=found.format, old_serial=found.renewal_of)
         response = Response(200, found.content, found.media_type)
         response.headers.append(('Content-Disposition', 'attachment; filename="%s"' % found.filename))
         return response
@@ -430,7 +450,22 @@ class PortalApp:
             return self.unavailable(request)
         LOG.info('pickup %s: replacement confirmed from %s; revoked %s', pickup_id, request.client,
                  ', '.join(result['revoked']) or 'nothing (already done)')
+        if result['changed']:
+            self.notify('replacement_complete', pickup_id, serial=result['serial'], old_serial=result['old_serial'],
+                        confirmed_by=result['confirmed_by'], time=result['confirmed_at'])
         return self.page(request, 200, 'replaced_heading', [('p', t['replaced_intro'] % result['old_serial'])])
+
+    def notify(self, kind: str, log_id: str, *, hidden=(), **facts) -> None:
+        """The officer's notice of what just happened; a mail that cannot go out is logged, the person's step
+        stands (the audit log has it either way)."""
+        if self.config.notices is None:
+            return
+        from ansible_collections.certfleet.pki.plugins.module_utils.notify.events import notify_event
+
+        try:
+            notify_event(self.ca(), self.config.notices, kind, secrets=hidden, **facts)
+        except CertfleetError as exc:
+            LOG.warning('pickup %s: the %s notice was not sent (%s, %s)', log_id, kind, exc.code, exc.field)
 
     # -- HTML -----------------------------------------------------------------------------------------------------
     def page(self, request: Request, status: int, heading: str, blocks: list, *, token: str | None = None,

@@ -262,3 +262,74 @@ def test_a_broken_ca_gives_a_plain_error_page_and_a_log_without_the_token(ca, tm
     status, headers, content = Client(app).request('GET', path)
     assert status == 500 and b'Something went wrong' in content and headers['X-Frame-Options'] == 'DENY'
     assert path.split('/p/')[1].split('.')[0] in caplog.text and path.rsplit('.', 1)[1] not in caplog.text
+
+
+# -- the officer's notices, through a real SMTP server on 127.0.0.1 (tests/support/smtp_capture.py) ----------------
+import email  # noqa: E402
+import email.policy  # noqa: E402
+
+import smtp_capture  # noqa: E402  pylint: disable=import-error
+
+smtp_server = smtp_capture.smtp_server
+
+
+def _mail_text(raw: bytes) -> str:
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    return '\n'.join(part.get_content() for part in parsed.walk() if part.get_content_type() == 'text/plain')
+
+
+@pytest.fixture
+def noticing_portal(ca, tmp_path, smtp_server):
+    (tmp_path / 'secret').write_text('k' * 48)
+    (tmp_path / 'passphrase').write_text(ca.passphrase)
+    app = portal_app.create_app({'ca_path': ca.path, 'ca_passphrase_file': str(tmp_path / 'passphrase'),
+                                 'secret_key_file': str(tmp_path / 'secret'), 'base_url': BASE,
+                                 'notices': {'smtp': smtp_server.settings}}, clock=ca.clock)
+    yield app, smtp_server
+    app.close()
+
+
+def test_the_officer_is_told_of_the_download_with_the_handback_then_of_the_replacement(ca, noticing_portal):
+    app, server = noticing_portal
+    old = ca.ensure('alice', subject={'CN': 'Alice Example', 'O': 'Example Org'})
+    ca.ensure('alice', subject={'CN': 'Alice Example', 'O': 'Example Org'}, force=True)
+    path, created = create(ca)
+    client = Client(app)
+    _status, _headers, content = walk_to_confirm(client, path, created['pin'])
+    done = client.fields(content, '/done')
+    assert client.request('POST', path + '/download', client.fields(content, '/download'))[0] == 200
+    (downloaded,) = [m['data'] for m in server.messages]
+    text = _mail_text(downloaded)
+    assert 'CN=Alice Example,O=Example Org' in text and created['serial'] in text and '192.0.2.10' in text
+    assert 'revoke\talice\t%s\tsuperseded' % old['serial'] in text  # the ready-made revocation request
+    secret = path.rsplit('.', 1)[1]
+    assert created['pin'].encode() not in downloaded and secret.encode() not in downloaded
+    _status, _headers, content = client.request('POST', path + '/done', done)
+    assert client.request('POST', path + '/confirm', client.fields(content, '/confirm'))[0] == 200
+    replaced = _mail_text(server.messages[1]['data'])
+    assert old['serial'] in replaced and created['serial'] in replaced and 'revoked' in replaced
+    kinds = [e['detail'].get('kind') for e in ca.audit() if e['action'] == 'notice']
+    assert kinds == ['download_complete', 'replacement_complete']
+
+
+def test_a_notice_that_cannot_go_out_leaves_the_download_done(ca, tmp_path, caplog):
+    ca.ensure('alice', subject={'CN': 'Alice Example', 'O': 'Example Org'})
+    (tmp_path / 'secret').write_text('k' * 48)
+    (tmp_path / 'passphrase').write_text(ca.passphrase)
+    closed_port = smtp_capture._free_port()  # pylint: disable=protected-access
+    app = portal_app.create_app({'ca_path': ca.path, 'ca_passphrase_file': str(tmp_path / 'passphrase'),
+                                 'secret_key_file': str(tmp_path / 'secret'), 'base_url': BASE,
+                                 'notices': {'smtp': {'host': '127.0.0.1', 'port': closed_port, 'security': 'none',
+                                                      'from': 'ca@example.org', 'to': ['officer@example.org'],
+                                                      'timeout': 2}}}, clock=ca.clock)
+    try:
+        path, created = create(ca)
+        client = Client(app)
+        _status, _headers, content = walk_to_confirm(client, path, created['pin'])
+        status, _headers, _content = client.request('POST', path + '/download', client.fields(content, '/download'))
+        assert status == 200
+        assert 'download_complete notice was not sent' in caplog.text and created['pin'] not in caplog.text
+        assert [e for e in ca.audit() if e['action'] == 'pickup_download']
+        assert not [e for e in ca.audit() if e['action'] == 'notice']
+    finally:
+        app.close()
