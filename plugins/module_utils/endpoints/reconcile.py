@@ -357,18 +357,7 @@ def _apply(work: _StoreWork, plan: Plan) -> list:
         except CertfleetError as exc:
             result['problems'].append('trusting the CA: %s' % exc.message)
     middle = database.certificates()
-    held = {e.fingerprint_sha256: e for e in middle}
-    for wanted in work.imports:
-        entry = held.get(wanted.fingerprint_sha256)
-        if wanted.identity in failed:
-            result['missing'].append(wanted.identity)
-        elif entry is None or entry.has_key is False:
-            failed.add(wanted.identity)
-            result['missing'].append(wanted.identity)
-            result['problems'].append('pk12util reported success but the database does not hold %s (%s) with its '
-                                      'key' % (wanted.identity, wanted.fingerprint_sha256))
-        else:
-            result['imported'].append(wanted.identity)
+    verify_imports(result, work.imports, middle, failed, 'pk12util', 'the database')
     if not _remove_all(database, result, middle, work.removals, failed):
         return middle
     after = database.certificates()
@@ -377,6 +366,24 @@ def _apply(work: _StoreWork, plan: Plan) -> list:
         if gone['fingerprint_sha256'] in left:
             result['problems'].append('certutil reported success but serial %s is still there' % gone['serial'])
     return after
+
+
+def verify_imports(result: dict, imports: list, held_entries: list, failed: set, tool: str, where: str) -> None:
+    """The rule for every store: an import counts (``imported``) only once the store, read again, holds the
+    certificate by SHA-256 fingerprint with its key; otherwise the identity is ``missing`` (and ``failed``, so its
+    older certificates stay). ``has_key`` None (a token password hides the keys) is not held against it."""
+    held = {e.fingerprint_sha256: e for e in held_entries}
+    for wanted in imports:
+        entry = held.get(wanted.fingerprint_sha256)
+        if wanted.identity in failed:
+            result['missing'].append(wanted.identity)
+        elif entry is None or entry.has_key is False:
+            failed.add(wanted.identity)
+            result['missing'].append(wanted.identity)
+            result['problems'].append('%s reported success but %s does not hold %s (%s) with its key'
+                                      % (tool, where, wanted.identity, wanted.fingerprint_sha256))
+        else:
+            result['imported'].append(wanted.identity)
 
 
 def _import_all(database: NSSDatabase, result: dict, imports: list) -> set:

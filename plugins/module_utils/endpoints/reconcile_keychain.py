@@ -47,7 +47,7 @@ from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.keychain i
 from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.nss import certificate_key_id
 # The store-level decision is the NSS stores' own; the helpers are shared on purpose.
 from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.reconcile import (  # noqa: F401
-    Plan, _describe, _failed, _listing, _screen_removals, classify, split_wanted,
+    Plan, _describe, _failed, _listing, _screen_removals, classify, split_wanted, verify_imports,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.x509 import pkcs12 as pkcs12_lib
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import fingerprints
@@ -244,18 +244,7 @@ def _apply(work: _KeychainWork, plan: Plan, folder: str, ca_path: str, policies:
     if work.trust_needed:
         trusted = keychain.ca_trusted(ca_path, policies)
     middle = keychain_entries(keychain, plan.ca, trusted)
-    held = {e.fingerprint_sha256: e for e in middle}
-    for wanted in work.imports:
-        entry = held.get(wanted.fingerprint_sha256)
-        if wanted.identity in failed:
-            result['missing'].append(wanted.identity)
-        elif entry is None or not entry.has_key:
-            failed.add(wanted.identity)
-            result['missing'].append(wanted.identity)
-            result['problems'].append('security import reported success but the keychain does not hold %s (%s) '
-                                      'with its key' % (wanted.identity, wanted.fingerprint_sha256))
-        else:
-            result['imported'].append(wanted.identity)
+    verify_imports(result, work.imports, middle, failed, 'security import', 'the keychain')
     if not _remove_all(work, failed, locked):
         return middle
     after = keychain_entries(keychain, plan.ca, trusted)

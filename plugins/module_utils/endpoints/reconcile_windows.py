@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CertfleetError
 from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.reconcile import (
-    Plan, _describe, _screen_removals, classify,
+    Plan, _describe, _screen_removals, classify, verify_imports,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import certificate_serial, fingerprint
 
@@ -282,18 +282,7 @@ def _read_again(store: WindowsStore, result: dict) -> tuple:
 def _verify_imports(work: WindowsWork, middle: list, failed: set) -> None:
     """An import counts once the store holds the certificate, by SHA-256 fingerprint, with its key."""
     result = work.result
-    held = {e.fingerprint_sha256: e for e in middle}
-    for wanted in work.imports:
-        entry = held.get(wanted.fingerprint_sha256)
-        if wanted.identity in failed:
-            result['missing'].append(wanted.identity)
-        elif entry is None or not entry.has_key:
-            failed.add(wanted.identity)
-            result['missing'].append(wanted.identity)
-            result['problems'].append('win_certificate_store reported success but %s does not hold %s (%s) with its '
-                                      'key' % (result['path'], wanted.identity, wanted.fingerprint_sha256))
-        else:
-            result['imported'].append(wanted.identity)
+    verify_imports(result, work.imports, middle, failed, 'win_certificate_store', result['path'])
 
 
 def _remove_all(work: WindowsWork, store: WindowsStore, failed: set) -> bool:
