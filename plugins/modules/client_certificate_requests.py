@@ -294,12 +294,13 @@ handback_file:
   returned: always
   type: str
 pickups_file:
-  description: With O(delivery=pickup), C(pickups.tsv) (or C(.csv)) - identity, serial, email and retrieval URL.
+  description: With O(delivery=pickup), C(pickups.tsv) (tab-separated whatever the request file) - identity,
+    serial, email and retrieval URL.
   returned: always
   type: str
 pins_file:
-  description: With O(delivery=pickup), C(pickup-pins.tsv) (or C(.csv)) - identity, serial and PIN; send each PIN
-    by another channel than its URL.
+  description: With O(delivery=pickup), C(pickup-pins.tsv) (tab-separated) - identity, serial and PIN; send each
+    PIN by another channel than its URL.
   returned: always
   type: str
 src_sha256:

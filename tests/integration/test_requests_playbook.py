@@ -134,3 +134,40 @@ def test_bad_file_changes_nothing(officer):
     assert after == before
     missing = officer['play']({'certfleet_requests_file': ''})
     assert missing.returncode != 0 and 'certfleet_requests_file' in missing.stdout
+
+
+# The smtp_server fixture of tests/support/smtp_capture.py: aiosmtpd on 127.0.0.1, stopped after the test.
+from smtp_capture import smtp_server  # noqa: E402,F401  pylint: disable=import-error,unused-import
+
+
+def test_pickup_delivery_mails_each_person_the_url_and_never_the_pin(officer, smtp_server):  # noqa: F811
+    import email
+    import email.policy
+
+    base = officer['base']
+    field = base / 'field.tsv'
+    _write(field, [['issue', 'dora', 'Dora Example', 'dora@example.org', '', 'ec-p256', '', ''],
+                   ['issue', 'emil', 'Emil Example', 'emil@example.org', '', 'ec-p256', '', '']])
+    run = officer['play']({'certfleet_requests_file': str(field), 'certfleet_requests_delivery': 'pickup',
+                           'certfleet_requests_pickup': {'base_url': 'https://pki.example.org'},
+                           'certfleet_notice_smtp': smtp_server.settings}, args=['-vvv'])
+    assert run.returncode == 0, run.explain()
+    folder = max((p for p in (base / 'out').iterdir() if p.name.startswith('field-')), key=lambda p: p.stat().st_mtime)
+    assert not list(folder.glob('*.p12')) and not (folder / 'passwords.tsv').exists()
+    urls = {row['identity']: row for row in _tsv(folder / 'pickups.tsv')}
+    pins = {row['identity']: row['pin'] for row in _tsv(folder / 'pickup-pins.tsv')}
+    assert set(urls) == set(pins) == {'dora', 'emil'}
+    mails = {}
+    for message in smtp_server.messages:
+        parsed = email.message_from_bytes(message['data'], policy=email.policy.default)
+        body = '\n'.join(p.get_content() for p in parsed.walk() if p.get_content_type() == 'text/plain')
+        person = next(name for name in urls if '%s@example.org' % name in message['to'])
+        mails[person] = (message, body)
+    assert set(mails) == {'dora', 'emil'}
+    for name, (message, body) in mails.items():
+        assert urls[name]['url'] in body and urls[name]['serial'] in body
+        assert 'officer@example.org' in message['to']  # the officer's copy
+        assert pins[name].encode() not in message['data']
+    output = run.stdout + run.stderr
+    for name in urls:  # neither the URL's secret nor the PIN in -vvv output
+        assert urls[name]['url'].rsplit('.', 1)[1] not in output and pins[name] not in output

@@ -579,12 +579,12 @@ class BulkRequest:
             urls.append((line.identity, serial, email, made['url'] or ''))
             pins.append((line.identity, serial, made.get('pin') or ''))
             line.message = (line.message + '; ' if line.message else '') + 'pickup %s' % made['pickup_id']
-        delimiter = self.table.delimiter
-        extension = 'tsv' if delimiter == '\t' else 'csv'
-        paths = {'pickups_file': os.path.join(final_dir, 'pickups.%s' % extension),
-                 'pins_file': os.path.join(final_dir, 'pickup-pins.%s' % extension)}
-        atomic_write(paths['pickups_file'], render_table(['identity', 'serial', 'email', 'url'], urls, delimiter))
-        atomic_write(paths['pins_file'], render_table(['identity', 'serial', 'pin'], pins, delimiter))
+        # Always tab-separated, whatever the request file: no field can hold a tab (identities refuse control
+        # characters), so a playbook splits the lines without a CSV parser.
+        paths = {'pickups_file': os.path.join(final_dir, 'pickups.tsv'),
+                 'pins_file': os.path.join(final_dir, 'pickup-pins.tsv')}
+        atomic_write(paths['pickups_file'], render_table(['identity', 'serial', 'email', 'url'], urls, '\t'))
+        atomic_write(paths['pins_file'], render_table(['identity', 'serial', 'pin'], pins, '\t'))
         return paths
 
     def _write_outputs(self, staging: str, issued: dict) -> None:
