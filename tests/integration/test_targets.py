@@ -23,8 +23,8 @@ from postgresql_server import PASSWORD, PASSWORD_ROLE, PostgreSQLServer, why_una
 
 MODULE_TARGETS = ['ca', 'client_certificate', 'client_certificate_revoke', 'client_certificate_export',
                   'client_certificate_requests', 'client_certificate_inventory',
-                  'client_certificate_deployment',
-                  'client_certificate_info', 'crl', 'ca_migrate']
+                  'client_certificate_deployment', 'client_certificate_pickup', 'client_certificate_pickup_info',
+                  'client_certificate_notice', 'client_certificate_info', 'crl', 'ca_migrate']
 # Targets that need a PostgreSQL server (tests/support/postgresql_server.py): each gets its own databases, and runs
 # at -vvv so that the test can prove the store's password appears nowhere in the output.
 POSTGRESQL_TARGETS = ['ca_migrate', 'shared_store']
