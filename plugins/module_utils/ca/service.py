@@ -142,13 +142,17 @@ class ManagedCA:
         public_key = wanted.csr.public_key() if wanted.csr is not None else key.public_key()
         with self.store.write():
             self.store.purge_keys(now)
-            latest = self.store.current(wanted.identity)
+            answer = self.store.current_later(wanted.identity)
+            # Signed while the store answers (a network store's round trip overlaps the signature). The certificate
+            # is only kept if nothing changed meanwhile; otherwise it is dropped unseen and never recorded.
+            record = self._sign(wanted, public_key, key is not None, now, current)
+            latest = answer()
             if (latest and latest.serial) != (current and current.serial):
                 # Another process changed this identity while we generated the key: decide again on what is there.
                 current, decision = self.decide(wanted, now)
                 if decision.action == 'none':
                     return self._ensure_result(current, decision, None, changed=False)
-            record = self._sign(wanted, public_key, key is not None, now, current)
+                record = self._sign(wanted, public_key, key is not None, now, current)
             wrapped = self.key_wrapper().wrap(key, record.serial) if key is not None else None
             commit_issued(self.store, [Issued(record, wrapped, current, decision.action,
                                               {'reason': '; '.join(decision.texts)})], now)

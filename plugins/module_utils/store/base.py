@@ -255,6 +255,13 @@ class CertificateStore(abc.ABC):
     @abc.abstractmethod
     def current(self, identity: str) -> CertificateRecord | None: ...
 
+    def current_later(self, identity: str):
+        """``current(identity)`` asked now and answered when the returned function is called, in the same
+        transaction. A store reached over the network sends the question and lets the caller work meanwhile (the
+        service signs while it travels); nothing else may be asked of the store before the answer is read."""
+        record = self.current(identity)
+        return lambda: record
+
     @abc.abstractmethod
     def get(self, serial: str) -> CertificateRecord | None: ...
 
@@ -346,7 +353,8 @@ class CertificateStore(abc.ABC):
     def wrapped_key(self, serial: str) -> bytes | None: ...
 
     @abc.abstractmethod
-    def purge_keys(self, now: datetime.datetime) -> list: ...
+    def purge_keys(self, now: datetime.datetime) -> None:
+        """Delete the held keys whose retention ended by ``now``; their certificates show key_status purged."""
 
     @abc.abstractmethod
     def drop_key(self, serial: str, now: datetime.datetime) -> bool: ...

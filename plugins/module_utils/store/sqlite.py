@@ -701,7 +701,7 @@ class SQLiteStore(CertificateStore):
         row = self._exec('SELECT wrapped FROM held_keys WHERE serial = ?', (serial,)).fetchone()
         return bytes(row[0]) if row else None
 
-    def purge_keys(self, now) -> list:
+    def purge_keys(self, now) -> None:
         now_text = to_iso(now)
         serials = [row[0] for row in self._exec('SELECT serial FROM held_keys WHERE retain_until <= ?', (now_text,))]
         if serials:
@@ -709,7 +709,6 @@ class SQLiteStore(CertificateStore):
             self._exec('DELETE FROM held_keys WHERE serial IN (%s)' % marks, serials)
             self._exec('UPDATE certificates SET key_status = ?, key_purged_at = ? WHERE serial IN (%s)' % marks,
                        [KEY_PURGED, now_text] + serials)
-        return serials
 
     def drop_key(self, serial: str, now) -> bool:
         cursor = self._exec('DELETE FROM held_keys WHERE serial = ?', (serial,))

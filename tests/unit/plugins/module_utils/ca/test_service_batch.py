@@ -251,3 +251,34 @@ def test_an_identity_changed_meanwhile_is_decided_again(ca):
     assert result['counts'] == {'issued': 1, 'renewed': 1, 'unchanged': 1}
     assert sorted(r.serial for r in ca.records('carol')) == sorted([carol_first, other['carol']])
     assert [r.is_current for r in ca.records('bob') if r.serial == other['bob']] == [False]
+
+
+@pytest.mark.parametrize('other_run', ['issues the same subject', 'issues another subject'])
+def test_a_single_issue_signed_while_another_run_issued_is_decided_again(any_ca, other_run):
+    """ensure_certificate signs while the store answers whether the identity changed. When another run issued the
+    identity meanwhile, the certificate signed on the stale decision is dropped: nothing but the other run's
+    certificate (same subject), or a renewal of it (another subject), is recorded."""
+    ca = any_ca
+    from ansible_collections.certfleet.pki.plugins.module_utils.ca import service
+    subject = {'CN': 'Alice'} if other_run == 'issues the same subject' else {'CN': 'Alice Liddell'}
+    other = {}
+    generate = service.generate_private_key
+
+    def racing(key_type):
+        if not other:
+            other['serial'] = None  # the other run's own key generation is not raced again
+            other['serial'] = ca.ensure('alice', subject={'CN': 'Alice'})['serial']
+        return generate(key_type)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(service, 'generate_private_key', racing)
+        result = ca.ensure('alice', subject=subject)
+    records = ca.records('alice')
+    if other_run == 'issues the same subject':
+        assert (result['action'], result['changed'], result['serial']) == ('none', False, other['serial'])
+        assert [r.serial for r in records] == [other['serial']]
+    else:
+        assert (result['action'], result['previous_serial']) == ('renewed', other['serial'])
+        assert sorted(r.serial for r in records) == sorted([other['serial'], result['serial']])
+        assert [r.serial for r in records if r.is_current] == [result['serial']]
+    assert len([e for e in ca.audit() if e['identity'] == 'alice']) == len(records)

@@ -452,8 +452,10 @@ def test_purge_and_drop_keys(store):
                                  key_retain_until=NOW + datetime.timedelta(days=1)), b'purge-key').serial
     now = NOW + datetime.timedelta(days=1)
     with store.write():
-        assert store.purge_keys(now) == [purge]
-        assert store.purge_keys(now) == []
+        store.purge_keys(now)
+        assert store.wrapped_key(purge) is None and store.wrapped_key(keep) == b'keep-key'
+        store.purge_keys(now)
+        assert store.get(purge).key_status == 'purged' and store.get(keep).key_status == KEY_HELD
         assert store.drop_key(keep, now) is True
         assert store.drop_key(keep, now) is False
     with store.read():

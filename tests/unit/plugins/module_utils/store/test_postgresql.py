@@ -168,11 +168,17 @@ def test_a_newer_schema_is_refused(postgresql_server, postgresql_database, url, 
         factory.open_store(store_url=url)
 
 
-def test_a_missing_table_is_reported_as_damaged(postgresql_server, postgresql_database, url, store):
+def test_a_missing_table_is_reported_as_damaged_when_used(postgresql_server, postgresql_database, url, store):
     _admin_sql(postgresql_server, postgresql_database, 'DROP TABLE certfleet.request_rows')
-    with pytest.raises(StoreError) as err:
-        factory.open_store(store_url=url)
+    opened = factory.open_store(store_url=url)  # a module run's opening does not look at every table
+    try:
+        with pytest.raises(StoreError) as err:
+            with opened.read():
+                opened.request_rows(['digest'])
+    finally:
+        opened.close()
     assert err.value.code == 'store_damaged' and 'request_rows' in err.value.message
+    assert 'Backup and recovery' in err.value.message
 
 
 def test_activate_never_replaces_an_existing_state(url, store):
