@@ -11,7 +11,7 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.tabular impor
 
 REPORT_COLUMNS = ('identity', 'serial', 'status', 'current', 'hosts', 'not_before', 'not_after', 'days_left',
                   'expiring', 'pending_revocation', 'revocation_reason', 'revoked_at', 'renewed_by',
-                  'fingerprint_sha256', 'drift')
+                  'fingerprint_sha256', 'drift', 'pickup')
 TIMELINE_DAYS = 365
 
 
@@ -56,14 +56,40 @@ def _drift_by_row(host_audits) -> tuple:
     return by_serial, by_identity
 
 
+def _pickup_text(pickup: dict) -> str:
+    """Where the person stands with a pickup, in the officer's words (the info module's entry holds no secret)."""
+    state = pickup.get('state')
+    first = str(pickup.get('first_pickup_at') or '')[:10]
+    ends = str(pickup.get('window_ends_at') or '')[:10]
+    if state == 'open':
+        return 'awaiting pickup' + (' until %s' % ends if ends else '')
+    if state == 'picked_up':
+        confirmed = ', replacement confirmed' if pickup.get('confirmed_at') else ''
+        return 'picked up %s%s' % (first, confirmed)
+    if state == 'locked':
+        return 'locked after %s wrong PINs' % pickup.get('failed_attempts')
+    if state == 'expired':
+        return 'picked up %s, window closed' % first if pickup.get('downloads') else 'expired %s, never picked up' % ends
+    return 'withdrawn'  # closed by the officer before any download
+
+
+def _pickups_by_serial(pickups) -> dict:
+    """{serial: text} of each certificate's latest pickup (client_certificate_pickup_info's list, oldest first)."""
+    latest = {}
+    for pickup in pickups or []:
+        latest[str(pickup.get('serial'))] = _pickup_text(pickup)
+    return latest
+
+
 def certificate_report(certificates, deployments=None, expiring_within=30, now=None, days=TIMELINE_DAYS,
-                       host_audits=None):
+                       host_audits=None, pickups=None):
     """One row per certificate: the info module's fields plus ``hosts`` (from the deployment records), ``drift``
-    (what the last drift audit of each host found about it, from ``host_audits``), a signed ``days_left``
-    (negative once expired), ``expiring`` and ``timeline`` (0..1, where not_after falls in the next ``days``
-    days)."""
+    (what the last drift audit of each host found about it, from ``host_audits``), ``pickup`` (where the latest
+    pickup of it stands, from ``pickups``), a signed ``days_left`` (negative once expired), ``expiring`` and
+    ``timeline`` (0..1, where not_after falls in the next ``days`` days)."""
     moment = _now(now)
     drift_serial, drift_identity = _drift_by_row(host_audits)
+    pickup_of = _pickups_by_serial(pickups)
     hosts: dict = {}
     for record in deployments or []:
         hosts.setdefault(str(record.get('serial')), []).append(str(record.get('host')))
@@ -78,6 +104,7 @@ def certificate_report(certificates, deployments=None, expiring_within=30, now=N
         if certificate.get('current'):
             found += drift_identity.get(str(certificate.get('identity')), [])
         row['drift'] = '; '.join(sorted(found))
+        row['pickup'] = pickup_of.get(str(certificate.get('serial')), '')
         row['days_left'] = days_left
         row['expiring'] = bool(row.get('status') == 'valid' and days_left is not None and days_left <= horizon)
         row['timeline'] = (min(max(days_left / float(days), 0.0), 1.0) if days_left is not None else 0.0)

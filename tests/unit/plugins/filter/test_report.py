@@ -94,3 +94,35 @@ def test_drift_counts_over_the_hosts_last_audits():
                                     'still_missing': 1, 'removed_revoked': 0, 'removed_superseded': 0,
                                     'unclaimed': 0, 'problems': 0}
     assert drift_counts([])['hosts_audited'] == 0
+
+
+def _pickup(serial, state, **extra):
+    return dict({'pickup_id': 'p-' + serial, 'serial': serial, 'state': state, 'downloads': 0,
+                 'first_pickup_at': None, 'window_ends_at': '2026-01-20T12:00:00Z', 'failed_attempts': 0,
+                 'confirmed_at': None}, **extra)
+
+
+@pytest.mark.parametrize('pickup, text', [
+    (_pickup('A1', 'open'), 'awaiting pickup until 2026-01-20'),
+    (_pickup('A1', 'open', window_ends_at=None), 'awaiting pickup'),
+    (_pickup('A1', 'picked_up', downloads=1, first_pickup_at='2026-01-16T09:00:00Z'), 'picked up 2026-01-16'),
+    (_pickup('A1', 'picked_up', downloads=1, first_pickup_at='2026-01-16T09:00:00Z',
+             confirmed_at='2026-01-16T09:05:00Z'), 'picked up 2026-01-16, replacement confirmed'),
+    (_pickup('A1', 'locked', failed_attempts=5), 'locked after 5 wrong PINs'),
+    (_pickup('A1', 'expired'), 'expired 2026-01-20, never picked up'),
+    (_pickup('A1', 'expired', downloads=1, first_pickup_at='2026-01-16T09:00:00Z'),
+     'picked up 2026-01-16, window closed'),
+    (_pickup('A1', 'closed'), 'withdrawn'),
+])
+def test_pickup_column_says_where_the_person_stands(pickup, text):
+    rows = certificate_report([_cert('A1', current=True), _cert('B1', identity='bob')], [], now=NOW,
+                              pickups=[pickup])
+    assert [(row['serial'], row['pickup']) for row in rows] == [('A1', text), ('B1', '')]
+
+
+def test_the_latest_pickup_of_a_certificate_counts_and_the_csv_has_it_last():
+    pickups = [_pickup('A1', 'expired'), _pickup('A1', 'open', pickup_id='p-again')]
+    rows = certificate_report([_cert('A1', current=True)], [], now=NOW, pickups=pickups)
+    text = to_csv(rows)
+    assert text.splitlines()[0].endswith(',drift,pickup')
+    assert list(csv.DictReader(io.StringIO(text)))[0]['pickup'] == 'awaiting pickup until 2026-01-20'

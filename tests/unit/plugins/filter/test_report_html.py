@@ -53,7 +53,7 @@ def render(rows, now=NOW, host_audits=()):
                              undefined=jinja2.StrictUndefined)
     env.filters['certfleet.pki.timeline_axis'] = lambda _value, *a, **k: timeline_axis(now, *a, **k)
     counts = dict.fromkeys(('certificates', 'identities', 'hosts', 'valid', 'expiring', 'pending_revocation',
-                            'revoked', 'expired', 'with_drift'), 0)
+                            'revoked', 'expired', 'with_drift', 'awaiting_pickup'), 0)
     return env.get_template('certificates.html.j2').render(
         _certfleet_report_rows=rows, _certfleet_report_info={'host_audits': list(host_audits)},
         certfleet_report={'ca': 'CN=Example Client CA', 'generated_at': '2026-01-28T12:00:00Z',
@@ -183,3 +183,12 @@ def test_drift_column_and_last_audit_per_host():
 
 def test_without_audits_the_page_says_so(rows):
     assert 'No host has been audited yet' in render(rows)
+
+
+def test_pickup_column_in_the_page():
+    rows = certificate_report(_certificates(), [], 30, now=NOW, pickups=[
+        {'serial': 'A2', 'state': 'open', 'downloads': 0, 'window_ends_at': '2026-02-01T00:00:00Z'}])
+    page = _page(rows)
+    certificates = {row[1]['text']: row for row in page.rows}
+    assert [c['text'] for c in certificates['A2'] if c['class'] == 'pickup'] == ['awaiting pickup until 2026-02-01']
+    assert [c['text'] for c in certificates['B2'] if c['class'] == 'pickup'] == ['']
