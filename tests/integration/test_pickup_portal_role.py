@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import shlex
+import shutil
 import ssl
 import stat
 import subprocess
@@ -135,3 +137,32 @@ def test_behind_a_proxy_the_unit_serves_plain_http_and_trusts_the_proxy(ansible,
     refused = ansible.run(PLAYBOOK, dict(variables, pickup_portal_behind_proxy=False),
                           args=['--tags', 'portal_config'])
     assert refused.returncode != 0 and 'pickup_portal_tls_certificate' in refused.output
+
+
+def test_systemd_accepts_the_unit_and_rates_its_sandbox(ansible, tmp_path):
+    """No service manager runs here, so the unit never starts; systemd's own tools still load it as the manager would
+    (every setting known, ExecStart executable) and rate its sandbox offline (0 is fully confined, 10 not at all)."""
+    analyze = shutil.which('systemd-analyze')
+    if analyze is None:
+        pytest.skip('systemd-analyze is missing (apt-get install systemd): the unit cannot be checked')
+    officer = Officer(tmp_path, ansible.collections)
+    (tmp_path / 'systemd').mkdir()
+    variables = role_vars(tmp_path, officer, 8443, pickup_portal_behind_proxy=True,
+                          pickup_portal_base_url='https://pki.example.org')
+    run = ansible.run(PLAYBOOK, variables, args=['--tags', 'portal_config'])
+    assert run.returncode == 0, run.explain()
+    unit = tmp_path / 'systemd' / 'certfleet-pickup-portal.service'
+    # Rendered as root (this test's role_vars: the role's own user does not exist here), rated as the role's
+    # default unprivileged user.
+    unit.write_text(unit.read_text().replace('User=root', 'User=certfleet-portal').replace(
+        'Group=root', 'Group=certfleet-portal'))
+    gunicorn = tmp_path / 'opt' / 'venv' / 'bin' / 'gunicorn'  # the role's virtualenv is not built by this tag
+    gunicorn.parent.mkdir(parents=True)
+    gunicorn.symlink_to(gunicorn_binary() or '/bin/true')
+    verified = subprocess.run([analyze, 'verify', str(unit)], capture_output=True, text=True, check=False)
+    assert verified.returncode == 0 and verified.stderr.strip() == '', verified.stderr
+    rated = subprocess.run([analyze, 'security', '--offline=true', '--threshold=20', '--no-pager', str(unit)],
+                           capture_output=True, text=True, check=False)
+    assert rated.returncode == 0, rated.stdout[-2000:] + rated.stderr
+    score = float(re.search(r'Overall exposure level for \S+: ([0-9.]+)', rated.stdout).group(1))
+    assert score <= 2.0, rated.stdout[-2000:]  # 1.7 with this unit: systemd's "OK" band ends at 4.9

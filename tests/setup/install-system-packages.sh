@@ -10,14 +10,15 @@ set -euo pipefail
 # `test` (default): also the tools of the tests; as root also nginx, Firefox ESR and Chromium, the real
 # clients of the deployment test (chromium-driver: Selenium drives Chromium through the pickup portal, whose
 # Japanese pages need fonts-noto-cjk in screenshots), and the
-# PostgreSQL server the store tests start in a temporary folder.
+# PostgreSQL server the store tests start in a temporary folder; systemd only for `systemd-analyze`, which checks
+# the pickup portal's unit (no service manager runs in the test containers).
 root_only=()
 case "${1:-test}" in
   venv) packages=(python3-venv) ;;
   demo) packages=(python3-venv openssl libnss3-tools) ;;
   test)
     packages=(python3-venv openssl curl libnss3-tools shellcheck sqlite3)
-    root_only=(nginx-light firefox-esr chromium chromium-driver fonts-noto-cjk postgresql)
+    root_only=(nginx-light firefox-esr chromium chromium-driver fonts-noto-cjk postgresql systemd)
     ;;
   *) echo "usage: $0 [venv|demo|test]" >&2; exit 2 ;;
 esac
