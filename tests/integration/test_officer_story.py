@@ -221,6 +221,8 @@ def _story(tmp_path, collections, database, smtp, services):  # pylint: disable=
     raw_mails = b''.join(message['data'] for message in smtp.messages)
     for secret in secrets_used:
         assert secret not in everything and secret.encode() not in raw_mails
+    assert b'PRIVATE KEY' not in raw_mails and b'application/x-pkcs12' not in raw_mails
+    assert len(smtp.messages) == 8  # 2 ready, picked up, ready, picked up, replaced, revoked, expiring
 
 
 def _pick_up(browser, url: str, pin: str, keep: pathlib.Path) -> pathlib.Path:
