@@ -1,14 +1,16 @@
 # -*- coding: utf-8 -*-
 # Copyright: certfleet.pki contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PostgreSQL against SQLite, side by side in one run: a single issue as a module run does it, and a bulk request file.
+"""PostgreSQL against SQLite, side by side in one run: a single issue (library and module process), and bulk.
 
-    .venv/bin/python bench/backends/run.py [--issues 60] [--bulk 300] [--reps 3]
+    .venv/bin/python bench/backends/run.py [--issues 60] [--module-runs 30] [--bulk 300] [--reps 3]
 
 Both CAs are made by certfleet.pki.ca's library with the same settings (RSA 3072 CA key, the module's default;
 EC P-256 client keys); the PostgreSQL server is a throw-away cluster on a Unix socket, started like the tests' one
 (tests/support/postgresql_server.py). A single issue opens the CA afresh (unlocking its key, as every module run
-does) and issues one new identity; the two backends alternate, one operation each, and medians are compared. A bulk
+does) and issues one new identity; the two backends alternate, one operation each, and medians are compared. The
+same issue is also timed as a task pays it on the CA host: a new Python process running the client_certificate
+module (imports, argument checks, the issue, the JSON result; Ansible's own transport left out). A bulk
 run carries out a request file of new identities (``ca/bulk.BulkRequest``, every core); backends alternate per
 repetition. PostgreSQL is measured twice: connecting with ``trust`` on the socket (no authentication, the cheapest
 session) and as a role with a SCRAM-SHA-256 password (what a store reached over the network uses). Results:
@@ -24,6 +26,7 @@ import os
 import pathlib
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +44,7 @@ from postgresql_server import (  # noqa: E402  pylint: disable=import-error
 
 PASSPHRASE = 'bench-backends-passphrase'
 RESULTS = ROOT / 'bench' / 'results'
+MODULE = ROOT / 'plugins' / 'modules' / 'client_certificate.py'
 
 
 def _issue(where: dict, identity: str) -> float:
@@ -50,6 +54,21 @@ def _issue(where: dict, identity: str) -> float:
                                                        key_type='ec-p256'))
     elapsed = time.perf_counter() - started
     assert result['action'] == 'issued', result
+    return elapsed
+
+
+def _module_run(where: dict, folder: pathlib.Path, identity: str) -> float:
+    """One issue as a task runs it on the CA host: a new Python process running the client_certificate module
+    (its imports, AnsibleModule, the issue, the JSON result), Ansible's transport left out."""
+    args = {'identity': identity, 'subject': {'CN': identity}, 'key_type': 'ec-p256', 'ca_passphrase': PASSPHRASE}
+    args.update({'ca_path': where['ca_path']} if where.get('ca_path') else {'ca_store': where['store_url']})
+    args_file = folder / 'module-args.json'
+    args_file.write_text(json.dumps({'ANSIBLE_MODULE_ARGS': args}))
+    env = dict(os.environ, PYTHONPATH=str(ROOT / '.build' / 'collections'))
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, str(MODULE), str(args_file)], env=env, capture_output=True, check=False)
+    elapsed = time.perf_counter() - started
+    assert done.returncode == 0 and json.loads(done.stdout)['action'] == 'issued', done.stdout[-500:]
     return elapsed
 
 
@@ -71,6 +90,7 @@ def main() -> int:
     parser.add_argument('--issues', type=int, default=60)
     parser.add_argument('--bulk', type=int, default=300)
     parser.add_argument('--reps', type=int, default=3)
+    parser.add_argument('--module-runs', type=int, default=30)
     options = parser.parse_args()
     reason = why_unavailable()
     if reason:
@@ -92,13 +112,17 @@ def main() -> int:
             for n in range(options.issues):
                 for name in names[n % len(names):] + names[:n % len(names)]:  # each goes first in turn
                     issue[name].append(_issue(backends[name], 'single%d' % n))
+            module = {name: [] for name in backends}
+            for n in range(options.module_runs):
+                for name in names[n % len(names):] + names[:n % len(names)]:
+                    module[name].append(_module_run(backends[name], folder, 'module%d' % n))
             bulk = {name: [] for name in backends}
             for rep in range(options.reps):
                 for name in names[rep % len(names):] + names[:rep % len(names)]:
                     bulk[name].append(_bulk(backends[name], folder, 'rep%d%s' % (rep, name), options.bulk))
     finally:
         server.stop()
-    report = _report(issue, bulk, options)
+    report = _report(issue, module, bulk, options)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / 'backends.json').write_text(json.dumps(report, indent=2) + '\n')
     (RESULTS / 'backends.md').write_text(_markdown(report))
@@ -106,19 +130,21 @@ def main() -> int:
     return 0
 
 
-def _report(issue: dict, bulk: dict, options) -> dict:
+def _report(issue: dict, module: dict, bulk: dict, options) -> dict:
     medians = {'issue': {k: statistics.median(v) for k, v in issue.items()},
+               'module': {k: statistics.median(v) for k, v in module.items()},
                'bulk': {k: statistics.median(v) for k, v in bulk.items()}}
     return {
         'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
         'machine': '%s, %d cores, Python %s' % (platform.platform(), os.cpu_count() or 0, platform.python_version()),
         'load_average_at_end': os.getloadavg(),
-        'issues': options.issues, 'bulk_identities': options.bulk, 'reps': options.reps,
+        'issues': options.issues, 'module_runs': options.module_runs, 'bulk_identities': options.bulk,
+        'reps': options.reps,
         'median_seconds': medians,
         'ratio_postgresql_to_sqlite': {op: medians[op]['postgresql'] / medians[op]['sqlite'] for op in medians},
         'ratio_postgresql_scram_to_sqlite': {op: medians[op]['postgresql_scram'] / medians[op]['sqlite']
                                              for op in medians},
-        'targets': {'issue': 1.5, 'bulk': 1.2},
+        'targets': {'issue': 1.5, 'module': 1.5, 'bulk': 1.2},
     }
 
 
@@ -126,7 +152,8 @@ def _markdown(report: dict) -> str:
     rows = ['| operation | SQLite (median) | PostgreSQL, trust (median) | ratio | PostgreSQL, SCRAM password (median) '
             '| ratio | target |',
             '|---|---:|---:|---:|---:|---:|---:|']
-    labels = {'issue': 'single issue (module-like: open the CA, unlock, issue one)',
+    labels = {'issue': 'single issue, the library (open the CA, unlock, issue one)',
+              'module': 'single issue, the module process (Python start, imports, the issue, its JSON)',
               'bulk': 'bulk request file, %d new identities' % report['bulk_identities']}
     for op, label in labels.items():
         median = report['median_seconds'][op]
@@ -134,9 +161,10 @@ def _markdown(report: dict) -> str:
             label, median['sqlite'] * 1000, median['postgresql'] * 1000, report['ratio_postgresql_to_sqlite'][op],
             median['postgresql_scram'] * 1000, report['ratio_postgresql_scram_to_sqlite'][op],
             report['targets'][op]))
-    return ('PostgreSQL against SQLite, %s, %s, load average at the end %.1f (%d single issues per backend, each '
-            'backend first in turn; %d bulk runs each)\n\n'
-            % (report['date'], report['machine'], report['load_average_at_end'][0], report['issues'], report['reps'])
+    return ('PostgreSQL against SQLite, %s, %s, load average at the end %.1f (%d single issues and %d module '
+            'processes per backend, each backend first in turn; %d bulk runs each)\n\n'
+            % (report['date'], report['machine'], report['load_average_at_end'][0], report['issues'],
+               report['module_runs'], report['reps'])
             + '\n'.join(rows) + '\n')
 
 
