@@ -49,7 +49,7 @@ MODULE = ROOT / 'plugins' / 'modules' / 'client_certificate.py'
 
 def _issue(where: dict, identity: str) -> float:
     started = time.perf_counter()
-    with ManagedCA(where.get('ca_path'), PASSPHRASE, store_url=where.get('store_url')) as ca:
+    with ManagedCA(where.get('ca_path'), PASSPHRASE, store_url=where.get('store_url'), for_identity=identity) as ca:
         result = ca.ensure_certificate(ca.build_wanted(identity=identity, subject={'CN': identity},
                                                        key_type='ec-p256'))
     elapsed = time.perf_counter() - started

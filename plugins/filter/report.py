@@ -69,7 +69,9 @@ def _pickup_text(pickup: dict) -> str:
     if state == 'locked':
         return 'locked after %s wrong PINs' % pickup.get('failed_attempts')
     if state == 'expired':
-        return 'picked up %s, window closed' % first if pickup.get('downloads') else 'expired %s, never picked up' % ends
+        if pickup.get('downloads'):
+            return 'picked up %s, window closed' % first
+        return 'expired %s, never picked up' % ends
     return 'withdrawn'  # closed by the officer before any download
 
 

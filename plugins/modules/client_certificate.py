@@ -466,7 +466,8 @@ def main():
     params = module.params
 
     def operation():
-        with ManagedCA(params['ca_path'], params['ca_passphrase'], store_url=params['ca_store']) as ca:
+        with ManagedCA(params['ca_path'], params['ca_passphrase'], store_url=params['ca_store'],
+                       for_identity=params['identity']) as ca:
             if params['certificates'] is not None:
                 return ca.ensure_certificates(params['certificates'], check_mode=module.check_mode,
                                               defaults={name: params[name] for name in BATCH_DEFAULTS})

@@ -31,16 +31,17 @@ VERSION_PREFIX = 'ca_object_version:'
 CA_IDENTITY = ('ca.pem', 'chain.pem', 'ca.key')
 
 
-def open_home(ca_path: str | None = None, store_url: str | None = None, prefetch_meta=()):
+def open_home(ca_path: str | None = None, store_url: str | None = None, prefetch_meta=(),
+              prefetch_identity: str | None = None):
     """The CA's home: ``ca_path`` (files and the embedded store) or ``ca_store`` (a shared store), never both.
 
     ``prefetch_meta``: meta keys the caller reads right after loading the CA; a shared store reads them while
-    opening."""
+    opening. ``prefetch_identity``: the identity the caller decides on first (see ``factory.open_store``)."""
     if store_url and ca_path:
         raise InputError('give ca_path (the embedded store) or ca_store (a shared store), not both; to move an '
                          'embedded CA into a shared store use certfleet.pki.ca_migrate', 'ca_store')
     if store_url:
-        return StoreHome(store_url, prefetch_meta)
+        return StoreHome(store_url, prefetch_meta, prefetch_identity)
     if not ca_path:
         raise InputError('is required (or ca_store, for a CA kept in a shared store)', 'ca_path')
     return CADirectory(ca_path)
@@ -52,9 +53,10 @@ class StoreHome:
     field = 'ca_store'
     ca_path = None
 
-    def __init__(self, store_url: str, prefetch_meta=()):
+    def __init__(self, store_url: str, prefetch_meta=(), prefetch_identity: str | None = None):
         self.store_url = store_url
         self._prefetch_meta = tuple(prefetch_meta)
+        self._prefetch_identity = prefetch_identity
         self._store = None
         self._identity = None  # the CA's certificate, chain and key, read once (they never change)
 
@@ -72,7 +74,8 @@ class StoreHome:
     def store(self):
         if self._store is None:
             keys = [OBJECT_PREFIX + key for key in CA_IDENTITY] + list(self._prefetch_meta)
-            self._store = open_store(store_url=self.store_url, prefetch_meta=keys)
+            self._store = open_store(store_url=self.store_url, prefetch_meta=keys,
+                                     prefetch_identity=self._prefetch_identity)
         return self._store
 
     def attach(self, store) -> None:

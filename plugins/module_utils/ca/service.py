@@ -45,9 +45,12 @@ class ManagedCA:
     """An opened CA directory with its store. Use as a context manager."""
 
     def __init__(self, ca_path: str | None = None, ca_passphrase=None, clock=utcnow, unlock: bool = True, *,
-                 store_url: str | None = None):
+                 store_url: str | None = None, for_identity: str | None = None):
+        """``for_identity``: the identity this run decides on first (a module run for one identity); a shared
+        store reads its record while the CA's key is unlocked."""
         meta = {'config': None, 'key_wrap_salt': None}
-        self.directory = open_home(ca_path, store_url, prefetch_meta=ca_store_meta_keys(meta))
+        self.directory = open_home(ca_path, store_url, prefetch_meta=ca_store_meta_keys(meta),
+                                   prefetch_identity=for_identity)
         self.clock = clock
         try:
             self.authority = CertificateAuthority.load(self.directory)

@@ -48,17 +48,19 @@ def _shared_store(store_url: str):
 
 
 def open_store(ca_path: str | None = None, store_url: str | None = None, create: bool = False,
-               prefetch_meta=()) -> CertificateStore:
+               prefetch_meta=(), prefetch_identity: str | None = None) -> CertificateStore:
     """Open the CA's store, migrated to the newest schema.
 
     ``prefetch_meta``: meta keys a shared store may read while opening (same round trip); the first
-    ``get_meta_many`` asking for some of them is answered from that read.
+    ``get_meta_many`` asking for some of them is answered from that read. ``prefetch_identity``: the identity the
+    caller decides on first; a shared store asks for its record right after opening and answers the first
+    ``current_with_history`` of it from that (the caller unlocks the CA's key meanwhile).
 
     ``create=True`` starts a new, empty store that is not the CA's state until ``activate()`` (``discard()``
     abandons it); for the embedded store, whatever an unfinished creation left in ``ca_path`` is removed.
     """
     if store_url:
-        return _shared_store(store_url)['open'](store_url, create, prefetch_meta)
+        return _shared_store(store_url)['open'](store_url, create, prefetch_meta, prefetch_identity)
     path = _embedded_path(ca_path)
     return SQLiteStore.create_new(path) if create else SQLiteStore(path)
 

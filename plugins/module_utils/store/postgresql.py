@@ -239,6 +239,8 @@ _COLUMNS = ('serial, identity, subject, subject_json, sans_json, profile, key_ty
             'not_before, not_after, fingerprint_sha256, fingerprint_sha1, pem, issued_at, status, is_current, '
             'pending_revocation, revoked_at, revocation_reason, renews, renewed_by, key_retain_until, key_purged_at')
 _CURRENT_QUERY = 'SELECT %s FROM certificates WHERE identity = %%s AND is_current' % _COLUMNS
+# The current certificate, else any: whether the identity has a history at all (current_with_history).
+_HISTORY_QUERY = 'SELECT %s FROM certificates WHERE identity = %%s ORDER BY is_current DESC LIMIT 1' % _COLUMNS
 
 
 def require_psycopg() -> None:
@@ -302,7 +304,7 @@ class PostgreSQLStore(CertificateStore):
     """The ``certfleet`` schema of one PostgreSQL database (``certfleet_new`` while being created)."""
 
     def __init__(self, store_url: str, create: bool = False, lock_timeout: float = LOCK_TIMEOUT_SECONDS,
-                 prefetch_meta=()):
+                 prefetch_meta=(), prefetch_identity: str | None = None):
         settings = connection_settings(store_url)
         self._location = safe_location(settings)
         self._password = settings.get('password')
@@ -314,7 +316,8 @@ class PostgreSQLStore(CertificateStore):
         self._current = None
         self._prefetched = {}  # meta values read while opening, for the first get_meta_many that asks for them
         self._deferred = []  # writes whose answer nobody reads: sent with the next statement or the COMMIT
-        self._open_pipeline = None  # statements sent by current_later whose answers are not read yet
+        self._open_pipeline = None  # statements sent by _send_later whose answers are not read yet
+        self._history_later = None  # (identity, rows) asked while opening, for the first current_with_history
         settings.setdefault('connect_timeout', str(CONNECT_TIMEOUT_SECONDS))
         settings.setdefault('application_name', 'certfleet.pki')
         try:
@@ -330,6 +333,9 @@ class PostgreSQLStore(CertificateStore):
                 self._exec('DROP SCHEMA IF EXISTS %s CASCADE' % STAGING_SCHEMA)
                 self._exec('CREATE SCHEMA %s' % STAGING_SCHEMA)
             elif self._opened_current(prefetch_meta):
+                if prefetch_identity is not None and _PIPELINE:
+                    # Answered while the caller unlocks the CA's key and checks its request.
+                    self._history_later = (prefetch_identity, self._send_later(_HISTORY_QUERY, (prefetch_identity,)))
                 return
             elif not self._state_is_current():
                 raise StoreError('the PostgreSQL store %s does not exist (no %s schema in the database); create the '
@@ -591,6 +597,7 @@ class PostgreSQLStore(CertificateStore):
         if self._in_transaction:
             raise StoreError('nested write transaction')
         self._prefetched = {}
+        self._history_later = None  # read before this write: not an answer after it
         # One writer at a time; readers are not blocked (EXCLUSIVE conflicts with writes, not with SELECT).
         with self._transaction('BEGIN ISOLATION LEVEL READ COMMITTED', 'LOCK TABLE meta IN EXCLUSIVE MODE'):
             yield self
@@ -639,23 +646,35 @@ class PostgreSQLStore(CertificateStore):
         works, and the answer is read when asked for."""
         if not (self._in_transaction and _PIPELINE) or self._open_pipeline is not None:
             return super().current_later(identity)
+        rows = self._send_later(_CURRENT_QUERY, (identity,))
+
+        def answer() -> CertificateRecord | None:
+            row = rows().fetchone()
+            return _record(row) if row else None
+        return answer
+
+    def _send_later(self, sql: str, params):
+        """Send the waiting writes and ``sql`` without waiting for the server; the returned function reads its rows
+        (the first error of any of them is raised there). Nothing else is sent before that."""
         pending, self._deferred = self._deferred, []
         stack = contextlib.ExitStack()
         try:
             stack.enter_context(self._conn.pipeline())
             self._open_pipeline = stack
-            for sql, params in pending:
-                self._conn.execute(sql, params, prepare=False)  # never prepared: see _pipelined
-            cursor = self._conn.execute(_CURRENT_QUERY, (identity,), prepare=False)
+            for statement, values in pending:
+                self._conn.execute(statement, values, prepare=False)  # never prepared: see _pipelined
+            cursor = self._conn.execute(sql, params, prepare=False)
         except psycopg.Error as exc:
             self._drop_pipeline()
             raise self._translate(exc) from None
 
-        def answer() -> CertificateRecord | None:
+        def rows() -> _Rows:
             self._finish_pipeline()
-            row = _Rows(cursor).fetchone()
-            return _record(row) if row else None
-        return answer
+            try:
+                return _Rows(cursor)
+            except psycopg.Error as exc:
+                raise self._translate(exc) from None
+        return rows
 
     def get(self, serial: str) -> CertificateRecord | None:
         row = self._exec('SELECT %s FROM certificates WHERE serial = %%s' % _COLUMNS, (serial,)).fetchone()
@@ -689,8 +708,12 @@ class PostgreSQLStore(CertificateStore):
         return self._exec('SELECT 1 FROM certificates WHERE identity = %s LIMIT 1', (identity,)).fetchone() is not None
 
     def current_with_history(self, identity: str) -> tuple:
-        row = self._exec('SELECT %s FROM certificates WHERE identity = %%s ORDER BY is_current DESC LIMIT 1'
-                         % _COLUMNS, (identity,)).fetchone()
+        asked = self._history_later
+        if asked is not None and asked[0] == identity and not self._in_transaction:
+            self._history_later = None
+            row = asked[1]().fetchone()  # asked while the store opened (prefetch_identity)
+        else:
+            row = self._exec(_HISTORY_QUERY, (identity,)).fetchone()
         record = _record(row) if row else None
         return (record if record is not None and record.is_current else None), row is not None
 
@@ -897,8 +920,10 @@ def _known(table: str) -> str:
 
 # -- the factory's entry points ----------------------------------------------------------------------------------
 
-def open_postgresql(store_url: str, create: bool = False, prefetch_meta=()) -> PostgreSQLStore:
-    return PostgreSQLStore(store_url, create=create, prefetch_meta=prefetch_meta)
+def open_postgresql(store_url: str, create: bool = False, prefetch_meta=(),
+                    prefetch_identity: str | None = None) -> PostgreSQLStore:
+    return PostgreSQLStore(store_url, create=create, prefetch_meta=prefetch_meta,
+                           prefetch_identity=prefetch_identity)
 
 
 def postgresql_name(store_url: str) -> str:

@@ -282,3 +282,19 @@ def test_a_single_issue_signed_while_another_run_issued_is_decided_again(any_ca,
         assert sorted(r.serial for r in records) == sorted([other['serial'], result['serial']])
         assert [r.serial for r in records if r.is_current] == [result['serial']]
     assert len([e for e in ca.audit() if e['identity'] == 'alice']) == len(records)
+
+
+def test_a_record_read_while_opening_is_checked_again_before_writing(any_ca):
+    """ManagedCA(for_identity=...) lets a shared store read the identity's record while the CA opens; another run
+    that issues the identity in between is still seen before anything is written."""
+    ca = any_ca
+    with ca.open(for_identity='alice') as managed:
+        other = ca.ensure('alice', subject={'CN': 'Alice'})['serial']  # another run, after this one opened
+        result = managed.ensure_certificate(managed.build_wanted(identity='alice', subject={'CN': 'Alice'},
+                                                                 key_type='ec-p256'))
+    assert (result['action'], result['changed'], result['serial']) == ('none', False, other)
+    assert [r.serial for r in ca.records('alice')] == [other]
+    with ca.open(for_identity='alice') as managed:
+        again = managed.ensure_certificate(managed.build_wanted(identity='alice', subject={'CN': 'Alice'},
+                                                                key_type='ec-p256'))
+    assert (again['action'], again['serial']) == ('none', other)

@@ -59,11 +59,12 @@ def test_a_registered_shared_store_is_chosen_by_scheme(tmp_path, monkeypatch):
     """How the next engine plugs in: callers keep calling open_store(ca_path=..., store_url=...)."""
     opened = []
     monkeypatch.setitem(factory.SHARED_STORES, 'postgresql', {
-        'open': lambda url, create, prefetch_meta: opened.append((url, create, list(prefetch_meta))) or 'a store',
+        'open': lambda url, create, prefetch_meta, prefetch_identity: opened.append(
+            (url, create, list(prefetch_meta), prefetch_identity)) or 'a store',
         'exists': lambda url: True,
     })
     url = 'postgresql:///pki?host=/run/postgresql'
     assert factory.open_store(store_url=url, create=True) == 'a store'
-    assert factory.open_store(store_url=url, prefetch_meta=('config',)) == 'a store'
+    assert factory.open_store(store_url=url, prefetch_meta=('config',), prefetch_identity='alice') == 'a store'
     assert factory.store_exists(ca_path=str(tmp_path), store_url=url) is True
-    assert opened == [(url, True, []), (url, False, ['config'])]
+    assert opened == [(url, True, [], None), (url, False, ['config'], 'alice')]

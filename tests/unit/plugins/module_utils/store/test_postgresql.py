@@ -259,3 +259,35 @@ def test_the_integrity_check_reads_values_kept_out_of_line(postgresql_server, po
         assert err.value.code == 'store_damaged'
     finally:
         damaged.close()
+
+
+def test_the_record_asked_for_while_opening_answers_the_first_decision_only(url, store, monkeypatch):
+    """prefetch_identity: the identity's record is asked for right after the opening and answers the first
+    current_with_history of that identity; any other question, a second one, or one after a write goes to the
+    server."""
+    insert(store, record('A1', 'alice'))
+    asked = []
+    send = PostgreSQLStore._exec
+
+    def counting(self, sql, params=None):
+        asked.append(sql)
+        return send(self, sql, params)
+
+    monkeypatch.setattr(PostgreSQLStore, '_exec', counting)
+    opened = factory.open_store(store_url=url, prefetch_identity='alice')
+    try:
+        assert opened.current_with_history('bob') == (None, False)  # not the prefetched identity: asked
+        assert asked == [postgresql_store._HISTORY_QUERY]
+        current, history = opened.current_with_history('alice')  # answered from the opening
+        assert (current.serial, history) == ('A1', True) and len(asked) == 1
+        assert opened.current_with_history('alice')[0].serial == 'A1' and len(asked) == 2  # once only
+    finally:
+        opened.close()
+    opened = factory.open_store(store_url=url, prefetch_identity='alice')
+    try:
+        with opened.write():
+            opened.set_meta('touched', True)
+        assert opened.current_with_history('alice')[0].serial == 'A1'
+        assert asked[-1] == postgresql_store._HISTORY_QUERY  # after a write, asked again
+    finally:
+        opened.close()
