@@ -11,6 +11,8 @@ SHA-256 MAC) with the 2048 PBKDF2 rounds bulk files use, one CA (RSA 3072, the c
   floor-1     cryptography alone, one process: key generation, certificate signing, PKCS#12 packing, per identity.
               No validation, no store, no files, no passwords to keep.
   floor-all   the same on a fork pool with one process per core: the floor the module competes with.
+  library     the module's library (ca/bulk.BulkRequest) in this process on the same file: opening the CA to the
+              commit, every core, the store and the files; no Python start-up or imports.
   module      ansible-playbook with one client_certificate_requests task on the request file (whole process
               wall time: Ansible start-up, validation, crypto on all cores, store transaction, 1,000 files).
   loop        ansible-playbook looping client_certificate and client_certificate_export (same PKCS#12 settings) over
@@ -269,6 +271,23 @@ def run_module(pristine: str, people: list, key_type: str, env: dict, log_dir: s
             'again_seconds': round(again_task, 2), 'problems': problems, 'log': os.path.relpath(log, REPO)}
 
 
+def run_library(pristine: str, people: list, key_type: str) -> dict:
+    """The module's library in this process (what the issue measured): open the CA, carry out the file, commit;
+    no Python start-up or imports, everything else as the module does it."""
+    from ansible_collections.certfleet.pki.plugins.module_utils.ca.bulk import BulkRequest
+    from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA
+    work = os.path.join(WORK, 'run-library')
+    ca_path = fresh_copy(pristine, work)
+    src = os.path.join(work, 'requests.tsv')
+    write_request_file(src, people, key_type)
+    out = os.path.join(work, 'out')
+    started = time.perf_counter()
+    with ManagedCA(ca_path, PASSPHRASE) as ca:
+        BulkRequest(ca, src=src, dest=out, encryption='modern', iterations=ITERATIONS).execute()
+    seconds = time.perf_counter() - started
+    return {'seconds': round(seconds, 2), 'problems': check_outcome(ca_path, out, people, None)}
+
+
 def run_loop(pristine: str, people: list, key_type: str, env: dict, log_dir: str) -> dict:
     import secrets
     work = os.path.join(WORK, 'run-loop')
@@ -298,22 +317,27 @@ def summarise(entries: list) -> dict:
 
 
 def markdown(result: dict) -> str:
-    lines = ['| key type | floor, 1 process (s) | floor, %d processes (s) | module task (s) | module playbook (s) '
-             '| same file again (s) | loop tasks (s) | module task / floor | loop / module task |' % result['cores'],
-             '|---|---:|---:|---:|---:|---:|---:|---:|---:|']
+    lines = ['| key type | floor, 1 process (s) | floor, %d processes (s) | library (s) | module task (s) '
+             '| module playbook (s) | same file again (s) | loop tasks (s) | library / floor | module task / floor '
+             '| loop / module task |' % result['cores'],
+             '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     for key_type, cases in result['summary'].items():
         module = cases['module']['median_s']
+        library = cases['library']['median_s']
         floor = cases['floor-all']['median_s']
         loop = cases.get('loop', {}).get('median_s')
-        lines.append('| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %s | %.2fx | %s |' % (
-            key_type, cases['floor-1']['median_s'], floor, module, cases['module']['playbook_median_s'],
+        lines.append('| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s | %.2fx | %.2fx | %s |' % (
+            key_type, cases['floor-1']['median_s'], floor, library, module, cases['module']['playbook_median_s'],
             cases['module']['again_median_s'],
-            '%.0f' % loop if loop else '–', module / floor, '%.0fx' % (loop / module) if loop else '–'))
+            '%.0f' % loop if loop else '–', library / floor, module / floor,
+            '%.0fx' % (loop / module) if loop else '–'))
     m = result['machine']
     lines += ['', '%d identities per key type, modern PKCS#12 (%d PBKDF2 rounds), RSA 3072 CA; medians of %d '
                   'rotated runs (the loop: one run). %s, nproc=%s (%s), %s.'
               % (result['identities'], ITERATIONS, result['reps'], m['ansible'], m['nproc'], m['cpu'] or 'unknown CPU',
                  result['date'][:10]),
+              'Library: the module\'s library in the benchmark\'s process (opening the CA to the commit, no Python '
+              'start-up). '
               'Module task and loop tasks: the tasks\' wall time from task start to result (the module process, its '
               'start-up and imports included); module playbook: the whole ansible-playbook process; same file again: '
               'the module task on the file it just carried out (nothing to do: start-up, reading, validation).',
@@ -358,12 +382,14 @@ def main(argv=None) -> int:
     make_pristine_ca(pristine)
     people = identities(args.identities)
     cores = available_cores()
-    runs: dict = {k: {'floor-1': [], 'floor-all': [], 'module': [], 'loop': []} for k in key_types}
+    runs: dict = {k: {'floor-1': [], 'floor-all': [], 'library': [], 'module': [], 'loop': []} for k in key_types}
     for rep in range(args.reps):
         for key_type in key_types:
-            for name in ('floor-1', 'floor-all', 'module'):
+            for name in ('floor-1', 'floor-all', 'library', 'module'):
                 if name == 'module':
                     entry = run_module(pristine, people, key_type, env, log_dir, rep)
+                elif name == 'library':
+                    entry = run_library(pristine, people, key_type)
                 else:
                     entry = run_floor(pristine, people, key_type, 1 if name == 'floor-1' else cores)
                 runs[key_type][name].append(entry)
