@@ -123,15 +123,20 @@ def test_the_role_renders_private_config_and_a_confined_unit_that_serves(ansible
         server.wait(timeout=15)
 
 
-def test_behind_a_proxy_the_unit_serves_plain_http_and_trusts_the_proxy(ansible, tmp_path):
+def _render_behind_proxy(ansible, tmp_path, port: int) -> tuple:
+    """The role's config and unit for a portal behind a reverse proxy: (role variables, the unit file)."""
     officer = Officer(tmp_path, ansible.collections)
     (tmp_path / 'systemd').mkdir()
-    variables = role_vars(tmp_path, officer, 8080, pickup_portal_behind_proxy=True,
+    variables = role_vars(tmp_path, officer, port, pickup_portal_behind_proxy=True,
                           pickup_portal_base_url='https://pki.example.org')
     run = ansible.run(PLAYBOOK, variables, args=['--tags', 'portal_config'])
     assert run.returncode == 0, run.explain()
-    command = shlex.split(unit_settings((tmp_path / 'systemd' / 'certfleet-pickup-portal.service').read_text())[
-        'ExecStart'])
+    return variables, tmp_path / 'systemd' / 'certfleet-pickup-portal.service'
+
+
+def test_behind_a_proxy_the_unit_serves_plain_http_and_trusts_the_proxy(ansible, tmp_path):
+    variables, unit = _render_behind_proxy(ansible, tmp_path, 8080)
+    command = shlex.split(unit_settings(unit.read_text())['ExecStart'])
     assert '--certfile' not in command and command[command.index('--bind') + 1] == '127.0.0.1:8080'
     assert json.loads((tmp_path / 'etc' / 'portal.json').read_text())['trusted_proxies'] == ['127.0.0.1', '::1']
     refused = ansible.run(PLAYBOOK, dict(variables, pickup_portal_behind_proxy=False),
@@ -145,13 +150,7 @@ def test_systemd_accepts_the_unit_and_rates_its_sandbox(ansible, tmp_path):
     analyze = shutil.which('systemd-analyze')
     if analyze is None:
         pytest.skip('systemd-analyze is missing (apt-get install systemd): the unit cannot be checked')
-    officer = Officer(tmp_path, ansible.collections)
-    (tmp_path / 'systemd').mkdir()
-    variables = role_vars(tmp_path, officer, 8443, pickup_portal_behind_proxy=True,
-                          pickup_portal_base_url='https://pki.example.org')
-    run = ansible.run(PLAYBOOK, variables, args=['--tags', 'portal_config'])
-    assert run.returncode == 0, run.explain()
-    unit = tmp_path / 'systemd' / 'certfleet-pickup-portal.service'
+    _variables, unit = _render_behind_proxy(ansible, tmp_path, 8443)
     # Rendered as root (this test's role_vars: the role's own user does not exist here), rated as the role's
     # default unprivileged user.
     unit.write_text(unit.read_text().replace('User=root', 'User=certfleet-portal').replace(

@@ -383,7 +383,7 @@ class PostgreSQLStore(CertificateStore):
         return StoreError('the PostgreSQL store %s: %s' % (self._location, reason), 'ca_store')
 
     def _finish_pipeline(self) -> None:
-        """Read every answer of the statements current_later sent; the first error among them is raised here."""
+        """Read every answer of the statements _send_later sent; the first error among them is raised here."""
         stack, self._open_pipeline = self._open_pipeline, None
         if stack is not None:
             try:

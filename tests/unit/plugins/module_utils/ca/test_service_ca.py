@@ -219,7 +219,7 @@ def test_missing_parent_folder_in_check_mode(tmp_path, clock):
 def openssl_ca(tmp_path_factory):
     """An existing OpenSSL CA: ca.crt and an encrypted ca.key, made by `openssl req -x509` (read-only for tests)."""
     folder = tmp_path_factory.mktemp('legacy')
-    _openssl('req', '-x509', '-newkey', 'rsa:2048', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '365',
+    _openssl('req', '-x509', '-newkey', 'rsa:2048', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '3650',
              '-subj', '/C=DE/O=Example Org/CN=Legacy OpenSSL CA', '-passout', 'pass:old secret', cwd=folder)
     return folder
 
