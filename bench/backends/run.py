@@ -12,9 +12,12 @@ does) and issues one new identity; the two backends alternate, one operation eac
 same issue is also timed as a task pays it on the CA host: a new Python process running the client_certificate
 module (imports, argument checks, the issue, the JSON result; Ansible's own transport left out). A bulk
 run carries out a request file of new identities (``ca/bulk.BulkRequest``, every core); backends alternate per
-repetition. PostgreSQL is measured twice: connecting with ``trust`` on the socket (no authentication, the cheapest
-session) and as a role with a SCRAM-SHA-256 password (what a store reached over the network uses). Results:
-bench/results/backends.json and .md.
+repetition. PostgreSQL is measured three times: connecting with ``trust`` on the socket (no authentication, the
+cheapest session), as a role with a SCRAM-SHA-256 password and the server's default 4,096 rounds (what a store
+reached over the network uses), and as a role whose verifier has 16 rounds for a 40-character random password (made
+with the certfleet.pki.scram_sha_256 filter, as docs/awx.md advises); and, where PgBouncer is installed, through a
+PgBouncer in session mode on a Unix socket (tests/support/pgbouncer_server.py), which keeps the server sessions warm
+between runs. Results: bench/results/backends.json and .md.
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ from ansible_collections.certfleet.pki.plugins.module_utils.ca.bulk import BulkR
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA  # noqa: E402
 from ansible_collections.certfleet.pki.plugins.module_utils.ca.setup import ensure_ca  # noqa: E402
 from postgresql_server import (  # noqa: E402  pylint: disable=import-error
-    PASSWORD, PASSWORD_ROLE, PostgreSQLServer, why_unavailable,
+    FAST_SCRAM_PASSWORD, FAST_SCRAM_ROLE, PASSWORD, PASSWORD_ROLE, PostgreSQLServer, why_unavailable,
 )
+from pgbouncer_server import PgBouncer, pgbouncer_unavailable  # noqa: E402  pylint: disable=import-error
 
 PASSPHRASE = 'bench-backends-passphrase'
 RESULTS = ROOT / 'bench' / 'results'
@@ -97,13 +101,20 @@ def main() -> int:
         print('PostgreSQL cannot run here: %s' % reason)
         return 2
     server = PostgreSQLServer().start()
+    bouncer = None if pgbouncer_unavailable() else PgBouncer(server).start()
     try:
         with tempfile.TemporaryDirectory(prefix='certfleet-bench-backends-') as tmp:
             folder = pathlib.Path(tmp)
             backends = {'sqlite': {'ca_path': str(folder / 'ca')},
                         'postgresql': {'store_url': server.url(server.create_database())},
                         'postgresql_scram': {'store_url': server.url(server.create_database(), PASSWORD_ROLE,
-                                                                     PASSWORD)}}
+                                                                     PASSWORD)},
+                        'postgresql_scram16': {'store_url': server.url(server.create_database(), FAST_SCRAM_ROLE,
+                                                                       FAST_SCRAM_PASSWORD)}}
+            if bouncer:
+                backends['postgresql_pgbouncer'] = {'store_url': bouncer.url(server.create_database())}
+            else:
+                print('PgBouncer column left out: %s' % pgbouncer_unavailable())
             for where in backends.values():
                 ensure_ca(ca_path=where.get('ca_path'), store_url=where.get('store_url'), ca_passphrase=PASSPHRASE,
                           subject={'CN': 'Bench Backends CA'})
@@ -121,6 +132,8 @@ def main() -> int:
                 for name in names[rep % len(names):] + names[:rep % len(names)]:
                     bulk[name].append(_bulk(backends[name], folder, 'rep%d%s' % (rep, name), options.bulk))
     finally:
+        if bouncer:
+            bouncer.stop()
         server.stop()
     report = _report(issue, module, bulk, options)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -141,26 +154,30 @@ def _report(issue: dict, module: dict, bulk: dict, options) -> dict:
         'issues': options.issues, 'module_runs': options.module_runs, 'bulk_identities': options.bulk,
         'reps': options.reps,
         'median_seconds': medians,
-        'ratio_postgresql_to_sqlite': {op: medians[op]['postgresql'] / medians[op]['sqlite'] for op in medians},
-        'ratio_postgresql_scram_to_sqlite': {op: medians[op]['postgresql_scram'] / medians[op]['sqlite']
-                                             for op in medians},
+        'ratio_to_sqlite': {op: {name: value / medians[op]['sqlite'] for name, value in medians[op].items()
+                                 if name != 'sqlite'} for op in medians},
         'targets': {'issue': 1.5, 'module': 1.5, 'bulk': 1.2},
     }
 
 
+COLUMNS = (('postgresql', 'PostgreSQL, trust'), ('postgresql_scram', 'PostgreSQL, SCRAM 4,096 rounds'),
+           ('postgresql_scram16', 'PostgreSQL, SCRAM 16 rounds'),
+           ('postgresql_pgbouncer', 'PostgreSQL through PgBouncer (session mode)'))
+
+
 def _markdown(report: dict) -> str:
-    rows = ['| operation | SQLite (median) | PostgreSQL, trust (median) | ratio | PostgreSQL, SCRAM password (median) '
-            '| ratio | target |',
-            '|---|---:|---:|---:|---:|---:|---:|']
+    shown = [(name, label) for name, label in COLUMNS if name in report['median_seconds']['issue']]
+    rows = ['| operation | SQLite (median) | ' + ' | '.join('%s (median) | ratio' % label for _, label in shown)
+            + ' | target |',
+            '|---|---:|' + '---:|---:|' * len(shown) + '---:|']
     labels = {'issue': 'single issue, the library (open the CA, unlock, issue one)',
               'module': 'single issue, the module process (Python start, imports, the issue, its JSON)',
               'bulk': 'bulk request file, %d new identities' % report['bulk_identities']}
     for op, label in labels.items():
         median = report['median_seconds'][op]
-        rows.append('| %s | %.1f ms | %.1f ms | %.2fx | %.1f ms | %.2fx | %.1fx |' % (
-            label, median['sqlite'] * 1000, median['postgresql'] * 1000, report['ratio_postgresql_to_sqlite'][op],
-            median['postgresql_scram'] * 1000, report['ratio_postgresql_scram_to_sqlite'][op],
-            report['targets'][op]))
+        cells = ['%.1f ms | %.2fx' % (median[name] * 1000, report['ratio_to_sqlite'][op][name]) for name, _ in shown]
+        rows.append('| %s | %.1f ms | %s | %.1fx |' % (label, median['sqlite'] * 1000, ' | '.join(cells),
+                                                       report['targets'][op]))
     return ('PostgreSQL against SQLite, %s, %s, load average at the end %.1f (%d single issues and %d module '
             'processes per backend, each backend first in turn; %d bulk runs each)\n\n'
             % (report['date'], report['machine'], report['load_average_at_end'][0], report['issues'],

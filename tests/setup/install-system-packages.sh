@@ -9,8 +9,8 @@ set -euo pipefail
 # `demo`: also what `make demo` needs (NSS tools for the simulated fleet's Firefox profiles).
 # `test` (default): also the tools of the tests; as root also nginx, Firefox ESR and Chromium, the real
 # clients of the deployment test (chromium-driver: Selenium drives Chromium through the pickup portal, whose
-# Japanese pages need fonts-noto-cjk in screenshots), and the
-# PostgreSQL server the store tests start in a temporary folder; systemd only for `systemd-analyze`, which checks
+# Japanese pages need fonts-noto-cjk in screenshots), the PostgreSQL server the store tests start in a
+# temporary folder and the PgBouncer they put in front of it; systemd only for `systemd-analyze`, which checks
 # the pickup portal's unit (no service manager runs in the test containers).
 root_only=()
 case "${1:-test}" in
@@ -18,7 +18,7 @@ case "${1:-test}" in
   demo) packages=(python3-venv openssl libnss3-tools) ;;
   test)
     packages=(python3-venv openssl curl libnss3-tools shellcheck sqlite3)
-    root_only=(nginx-light firefox-esr chromium chromium-driver fonts-noto-cjk postgresql systemd)
+    root_only=(nginx-light firefox-esr chromium chromium-driver fonts-noto-cjk postgresql pgbouncer systemd)
     ;;
   *) echo "usage: $0 [venv|demo|test]" >&2; exit 2 ;;
 esac

@@ -7,12 +7,13 @@ folder, listening only on a Unix socket in that folder, stopped and removed afte
 PostgreSQL refuses to run as root: as root, initdb and the server run as the ``postgres`` system user
 (``runuser``), and the folder is handed to it. The cluster has data checksums, so a damaged page is reported as
 damaged. ``trust`` authentication on the socket, except for the role PASSWORD_ROLE, which needs its password (for
-the "authentication failed" tests).
+the "authentication failed" tests), and FAST_SCRAM_ROLE, whose SCRAM verifier has few rounds.
 """
 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import pwd
 import shutil
@@ -21,7 +22,20 @@ import tempfile
 
 PASSWORD_ROLE = 'certfleet_pw'
 PASSWORD = 'pw-s3cret-4711'
+# A role whose verifier has 16 rounds for a long random password: what docs/awx.md advises for many short sessions.
+FAST_SCRAM_ROLE = 'certfleet_fast'
+FAST_SCRAM_PASSWORD = 'Zr4Kq8Wm2Xv6Tn1Bc9Hs3Jd7Lf5Gp0Ya8Ue2Io4'
+FAST_SCRAM_ROUNDS = 16
 PORT = 5432  # only names the socket file: the socket folder is private to this server
+
+
+def _load_filter(name: str):
+    """The collection's filter module, loaded from its file: integration tests do not import the collection."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'plugins', 'filter', name + '.py')
+    spec = importlib.util.spec_from_file_location('certfleet_filter_' + name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def find_bindir() -> str | None:
@@ -89,10 +103,13 @@ class PostgreSQLServer:
         self._run('initdb', '-D', self.data, '-U', 'postgres', '-A', 'trust', '--data-checksums', '--no-sync',
                   '--encoding=UTF8', '--locale=C.UTF-8')
         with open(os.path.join(self.data, 'pg_hba.conf'), 'w', encoding='utf-8') as handle:
-            handle.write('local all %s scram-sha-256\nlocal all all trust\n' % PASSWORD_ROLE)
+            handle.write('local all %s,%s scram-sha-256\nlocal all all trust\n' % (PASSWORD_ROLE, FAST_SCRAM_ROLE))
         self.resume()
+        scram_sha_256 = _load_filter('scram_sha_256').scram_sha_256
         with self.admin() as conn:
             conn.execute("CREATE ROLE %s LOGIN PASSWORD '%s'" % (PASSWORD_ROLE, PASSWORD))
+            conn.execute("CREATE ROLE %s LOGIN PASSWORD '%s'"
+                         % (FAST_SCRAM_ROLE, scram_sha_256(FAST_SCRAM_PASSWORD, FAST_SCRAM_ROUNDS)))
         return self
 
     def resume(self) -> None:
@@ -127,7 +144,7 @@ class PostgreSQLServer:
         name = 'certfleet_test_%d' % self.counter
         with self.admin() as conn:
             conn.execute('CREATE DATABASE %s' % name)
-            conn.execute('GRANT ALL ON DATABASE %s TO %s' % (name, PASSWORD_ROLE))
+            conn.execute('GRANT ALL ON DATABASE %s TO %s, %s' % (name, PASSWORD_ROLE, FAST_SCRAM_ROLE))
         return name
 
     def drop_database(self, name: str) -> None:

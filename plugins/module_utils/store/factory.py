@@ -14,18 +14,23 @@ import os
 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
 from ansible_collections.certfleet.pki.plugins.module_utils.store.base import CertificateStore
-from ansible_collections.certfleet.pki.plugins.module_utils.store.postgresql import (
-    open_postgresql, postgresql_exists, postgresql_name,
-)
 from ansible_collections.certfleet.pki.plugins.module_utils.store.sqlite import SQLiteStore
 
 EMBEDDED_STATE_FILE = 'state.db'
 
-# URL scheme -> opener(store_url, create) -> CertificateStore, exists(store_url) -> bool, and name(store_url) -> the
-# URL without its password. The PostgreSQL store takes both libpq URL schemes; it needs psycopg only when used (a
-# clear StoreError names it otherwise).
-_POSTGRESQL = {'open': open_postgresql, 'exists': postgresql_exists, 'name': postgresql_name}
-SHARED_STORES: dict = {'postgresql': _POSTGRESQL, 'postgres': _POSTGRESQL}
+
+
+def _postgresql_engine() -> dict:
+    # Imported on first use: psycopg's import alone costs every embedded-store module run about 0.13 s.
+    from ansible_collections.certfleet.pki.plugins.module_utils.store import postgresql  # pylint: disable=C0415
+    return {'open': postgresql.open_postgresql, 'exists': postgresql.postgresql_exists,
+            'name': postgresql.postgresql_name}
+
+
+# URL scheme -> a loader of its engine: a dict of open(store_url, create, prefetch_meta, prefetch_identity) ->
+# CertificateStore, exists(store_url) -> bool, and name(store_url) -> the URL without its password. The PostgreSQL
+# store takes both libpq URL schemes; it needs psycopg only when used (a clear StoreError names it otherwise).
+SHARED_STORES: dict = {'postgresql': _postgresql_engine, 'postgres': _postgresql_engine}
 
 
 def _embedded_path(ca_path: str | None) -> str:
@@ -44,7 +49,7 @@ def _shared_store(store_url: str):
         supported = ', '.join(sorted(SHARED_STORES)) or 'none in this version'
         raise InputError('the store URL scheme %r is not supported (shared stores: %s); leave ca_store unset for the '
                          'embedded store in ca_path' % (scheme, supported), 'ca_store')
-    return SHARED_STORES[scheme]
+    return SHARED_STORES[scheme]()
 
 
 def open_store(ca_path: str | None = None, store_url: str | None = None, create: bool = False,

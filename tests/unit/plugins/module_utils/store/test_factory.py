@@ -58,7 +58,7 @@ def test_an_unknown_store_url_is_refused_without_repeating_it(tmp_path, url, exp
 def test_a_registered_shared_store_is_chosen_by_scheme(tmp_path, monkeypatch):
     """How the next engine plugs in: callers keep calling open_store(ca_path=..., store_url=...)."""
     opened = []
-    monkeypatch.setitem(factory.SHARED_STORES, 'postgresql', {
+    monkeypatch.setitem(factory.SHARED_STORES, 'postgresql', lambda: {
         'open': lambda url, create, prefetch_meta, prefetch_identity: opened.append(
             (url, create, list(prefetch_meta), prefetch_identity)) or 'a store',
         'exists': lambda url: True,
@@ -68,3 +68,23 @@ def test_a_registered_shared_store_is_chosen_by_scheme(tmp_path, monkeypatch):
     assert factory.open_store(store_url=url, prefetch_meta=('config',), prefetch_identity='alice') == 'a store'
     assert factory.store_exists(ca_path=str(tmp_path), store_url=url) is True
     assert opened == [(url, True, [], None), (url, False, ['config'], 'alice')]
+
+
+def test_an_embedded_store_run_never_imports_psycopg(tmp_path):
+    """psycopg's import costs every module run about 0.13 s: only a PostgreSQL store URL loads it."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    probe = ('import sys\n'
+             'from ansible_collections.certfleet.pki.plugins.module_utils.ca.service import ManagedCA\n'
+             'from ansible_collections.certfleet.pki.plugins.module_utils.ca.bulk import BulkRequest\n'
+             'from ansible_collections.certfleet.pki.plugins.module_utils.store import factory\n'
+             'factory.open_store(ca_path=sys.argv[1], create=True).discard()\n'
+             'print(sorted(name for name in sys.modules if name.split(".")[0] == "psycopg"))\n'
+             'factory.store_name("postgresql://u:pw@db.example.org/pki")\n'
+             'print("psycopg" in sys.modules)\n')
+    done = subprocess.run([sys.executable, '-c', probe, str(tmp_path)], capture_output=True, text=True, check=False,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert done.returncode == 0, done.stderr
+    before, after = done.stdout.splitlines()
+    assert before == '[]'
+    assert after == 'True'  # a store URL loads the engine, and psycopg with it
