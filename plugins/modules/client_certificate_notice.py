@@ -264,25 +264,25 @@ from ansible_collections.certfleet.pki.plugins.module_utils.common.ansible_glue 
     ca_argument_spec, require_cryptography, run,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.notify.service import send_notice
-from ansible_collections.certfleet.pki.plugins.module_utils.notify.smtp import SECURITY
+from ansible_collections.certfleet.pki.plugins.module_utils.notify.smtp import SECURITY, env_name
 from ansible_collections.certfleet.pki.plugins.module_utils.notify.templates import KINDS
 
 
-def _from_env(name: str, **spec) -> dict:
-    return dict(spec, fallback=(env_fallback, ['CERTFLEET_SMTP_' + name]))
+def _from_env(setting: str, **spec) -> dict:
+    return dict(spec, fallback=(env_fallback, [env_name(setting)]))
 
 
 SMTP_SPEC = {
-    'host': _from_env('HOST', type='str'),
-    'port': _from_env('PORT', type='int'),
-    'security': _from_env('SECURITY', type='str', choices=list(SECURITY)),
-    'username': _from_env('USERNAME', type='str'),
-    'password': _from_env('PASSWORD', type='str', no_log=True),
-    'from': _from_env('FROM', type='str'),
-    'to': _from_env('TO', type='list', elements='str'),
-    'ca_file': _from_env('CA_FILE', type='path'),
+    'host': _from_env('host', type='str'),
+    'port': _from_env('port', type='int'),
+    'security': _from_env('security', type='str', choices=list(SECURITY)),
+    'username': _from_env('username', type='str'),
+    'password': _from_env('password', type='str', no_log=True),
+    'from': _from_env('from', type='str'),
+    'to': _from_env('to', type='list', elements='str'),
+    'ca_file': _from_env('ca_file', type='path'),
     'validate_certs': {'type': 'bool', 'default': True},
-    'timeout': _from_env('TIMEOUT', type='int', default=30),
+    'timeout': _from_env('timeout', type='int', default=30),
 }
 
 

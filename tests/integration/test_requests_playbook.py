@@ -45,8 +45,9 @@ def officer(tmp_path_factory, collections_path):
     run = ansible.run(mkca)
     assert run.returncode == 0, run.explain()
 
-    def play(extra: dict, args=()):
-        return ansible.run(pathlib.Path('certfleet.pki.requests'), extra_vars=dict(variables, **extra), args=args)
+    def play(extra: dict, args=(), env=None):
+        return ansible.run(pathlib.Path('certfleet.pki.requests'), extra_vars=dict(variables, **extra), args=args,
+                           env=env)
 
     return {'base': base, 'play': play, 'db': base / 'ca' / 'state.db'}
 
@@ -137,7 +138,9 @@ def test_bad_file_changes_nothing(officer):
 
 
 # The smtp_server fixture of tests/support/smtp_capture.py: aiosmtpd on 127.0.0.1, stopped after the test.
-from smtp_capture import smtp_server  # noqa: E402,F401  pylint: disable=import-error,unused-import
+from smtp_capture import (  # noqa: E402,F401  pylint: disable=import-error,unused-import
+    SMTP_PASSWORD, smtp_server, starttls_server, tls_material,
+)
 
 
 def test_pickup_delivery_mails_each_person_the_url_and_never_the_pin(officer, smtp_server):  # noqa: F811
@@ -171,3 +174,20 @@ def test_pickup_delivery_mails_each_person_the_url_and_never_the_pin(officer, sm
     output = run.stdout + run.stderr
     for name in urls:  # neither the URL's secret nor the PIN in -vvv output
         assert urls[name]['url'].rsplit('.', 1)[1] not in output and pins[name] not in output
+
+
+def test_mail_settings_from_the_awx_credential_reach_the_module_and_never_the_output(officer, starttls_server):  # noqa: F811,E501
+    """The AWX SMTP credential sets CERTFLEET_SMTP_* where the job runs. The playbook hands them to the notice
+    module as its smtp option (password no_log), not as a task environment, which -vvv prints with the command."""
+    base = officer['base']
+    field = base / 'awx.tsv'
+    _write(field, [['issue', 'fred', 'Fred Example', 'fred@example.org', '', 'ec-p256', '', '']])
+    env = {'CERTFLEET_SMTP_' + name.upper(): ','.join(value) if isinstance(value, list) else str(value)
+           for name, value in starttls_server.settings.items()}
+    run = officer['play']({'certfleet_requests_file': str(field), 'certfleet_requests_delivery': 'pickup',
+                           'certfleet_requests_pickup': {'base_url': 'https://pki.example.org'},
+                           'certfleet_notice_smtp': {}}, args=['-vvv'], env=env)
+    assert run.returncode == 0, run.explain()
+    # The server requires STARTTLS and the login: a mail there means every setting, the password too, arrived.
+    assert [m['to'] for m in starttls_server.messages if 'fred@example.org' in m['to']]
+    assert SMTP_PASSWORD not in run.stdout + run.stderr

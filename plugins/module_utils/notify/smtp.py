@@ -87,12 +87,25 @@ class SmtpSettings:
         return [self.password] if self.password else []
 
 
+def env_name(setting: str) -> str:
+    """The environment variable a setting falls back to: CERTFLEET_SMTP_HOST for host."""
+    return ENV_PREFIX + setting.upper()
+
+
+def settings_from_environ(environ) -> dict:
+    """The settings ``environ`` carries (CERTFLEET_SMTP_*, empty ones left out), as the ``smtp`` option takes them.
+
+    What an AWX credential injects where the job runs reaches the module through its ``smtp`` option, whose
+    password is ``no_log``; never through a task's environment, which Ansible prints with the command at -vvv."""
+    return {name: environ[env_name(name)] for name in SETTINGS if environ.get(env_name(name))}
+
+
 def _merged(options: dict, environ) -> dict:
     merged = {}
     for name in SETTINGS:
         value = options.get(name)
         if value is None or value == '':
-            value = environ.get(ENV_PREFIX + name.upper()) or None
+            value = environ.get(env_name(name)) or None
         merged[name] = value
     return merged
 
