@@ -76,6 +76,31 @@ def _module_run(where: dict, folder: pathlib.Path, identity: str) -> float:
     return elapsed
 
 
+def _task_run(where: dict, folder: pathlib.Path, prefix: str, count: int) -> list:
+    """``count`` single issues as Ansible tasks in one ansible-playbook run on localhost: each task's wall time
+    (Ansible building and sending the module, the module process, the result), the first task left out (it builds
+    the module's payload, which later tasks reuse)."""
+    args = {'ca_passphrase': PASSPHRASE, 'key_type': 'ec-p256'}
+    args.update({'ca_path': where['ca_path']} if where.get('ca_path') else {'ca_store': where['store_url']})
+    tasks = [{'name': 'issue %d' % n, 'certfleet.pki.client_certificate': dict(
+        args, identity='%s%d' % (prefix, n), subject={'CN': '%s%d' % (prefix, n)})} for n in range(count + 1)]
+    playbook = folder / ('%s.yml' % prefix)
+    playbook.write_text(json.dumps([{'hosts': 'localhost', 'gather_facts': False, 'tasks': tasks}]))
+    os.chmod(playbook, 0o600)
+    timings = folder / ('%s.tasks.json' % prefix)
+    env = {k: v for k, v in os.environ.items() if not k.startswith('ANSIBLE_')}
+    env.update(ANSIBLE_COLLECTIONS_PATH=str(ROOT / '.build' / 'collections'), ANSIBLE_NOCOLOR='1',
+               ANSIBLE_CALLBACKS_ENABLED='task_seconds', CERTFLEET_TASK_SECONDS=str(timings),
+               ANSIBLE_CALLBACK_PLUGINS=str(ROOT / 'bench' / 'bulk' / 'callback_plugins'),
+               ANSIBLE_LOCAL_TEMP=str(folder / 'tmp-local'), ANSIBLE_REMOTE_TMP=str(folder / 'tmp-remote'))
+    command = [str(pathlib.Path(sys.executable).with_name('ansible-playbook')), str(playbook), '-i', 'localhost,',
+               '-c', 'local', '-e', 'ansible_python_interpreter=%s' % sys.executable]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False, cwd=str(folder))
+    assert done.returncode == 0 and 'changed=%d ' % (count + 1) in done.stdout, done.stdout[-1500:]
+    seconds = json.loads(timings.read_text())
+    return [seconds['issue %d' % n] for n in range(1, count + 1)]
+
+
 def _bulk(where: dict, folder: pathlib.Path, prefix: str, count: int) -> float:
     src = folder / ('%s.tsv' % prefix)
     rows = ['issue\t%s%d\t%s %d\tec-p256' % (prefix, n, prefix, n) for n in range(count)]
@@ -95,6 +120,8 @@ def main() -> int:
     parser.add_argument('--bulk', type=int, default=300)
     parser.add_argument('--reps', type=int, default=3)
     parser.add_argument('--module-runs', type=int, default=30)
+    parser.add_argument('--tasks', type=int, default=10, help='single-issue tasks per ansible-playbook run')
+    parser.add_argument('--task-runs', type=int, default=3, help='ansible-playbook runs per store')
     options = parser.parse_args()
     reason = why_unavailable()
     if reason:
@@ -127,6 +154,10 @@ def main() -> int:
             for n in range(options.module_runs):
                 for name in names[n % len(names):] + names[:n % len(names)]:
                     module[name].append(_module_run(backends[name], folder, 'module%d' % n))
+            task = {name: [] for name in backends}
+            for rep in range(options.task_runs):
+                for name in names[rep % len(names):] + names[:rep % len(names)]:
+                    task[name] += _task_run(backends[name], folder, 'task%d%s' % (rep, name), options.tasks)
             bulk = {name: [] for name in backends}
             for rep in range(options.reps):
                 for name in names[rep % len(names):] + names[:rep % len(names)]:
@@ -135,7 +166,7 @@ def main() -> int:
         if bouncer:
             bouncer.stop()
         server.stop()
-    report = _report(issue, module, bulk, options)
+    report = _report(issue, module, task, bulk, options)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / 'backends.json').write_text(json.dumps(report, indent=2) + '\n')
     (RESULTS / 'backends.md').write_text(_markdown(report))
@@ -143,20 +174,22 @@ def main() -> int:
     return 0
 
 
-def _report(issue: dict, module: dict, bulk: dict, options) -> dict:
+def _report(issue: dict, module: dict, task: dict, bulk: dict, options) -> dict:
     medians = {'issue': {k: statistics.median(v) for k, v in issue.items()},
                'module': {k: statistics.median(v) for k, v in module.items()},
+               'task': {k: statistics.median(v) for k, v in task.items()},
                'bulk': {k: statistics.median(v) for k, v in bulk.items()}}
     return {
         'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
         'machine': '%s, %d cores, Python %s' % (platform.platform(), os.cpu_count() or 0, platform.python_version()),
         'load_average_at_end': os.getloadavg(),
         'issues': options.issues, 'module_runs': options.module_runs, 'bulk_identities': options.bulk,
+        'tasks': options.tasks * options.task_runs,
         'reps': options.reps,
         'median_seconds': medians,
         'ratio_to_sqlite': {op: {name: value / medians[op]['sqlite'] for name, value in medians[op].items()
                                  if name != 'sqlite'} for op in medians},
-        'targets': {'issue': 1.5, 'module': 1.5, 'bulk': 1.2},
+        'targets': {'issue': 1.5, 'module': 1.5, 'task': 1.5, 'bulk': 1.2},
     }
 
 
@@ -172,16 +205,17 @@ def _markdown(report: dict) -> str:
             '|---|---:|' + '---:|---:|' * len(shown) + '---:|']
     labels = {'issue': 'single issue, the library (open the CA, unlock, issue one)',
               'module': 'single issue, the module process (Python start, imports, the issue, its JSON)',
+              'task': 'single issue, the Ansible task on localhost (the module sent and run, its result)',
               'bulk': 'bulk request file, %d new identities' % report['bulk_identities']}
     for op, label in labels.items():
         median = report['median_seconds'][op]
         cells = ['%.1f ms | %.2fx' % (median[name] * 1000, report['ratio_to_sqlite'][op][name]) for name, _ in shown]
         rows.append('| %s | %.1f ms | %s | %.1fx |' % (label, median['sqlite'] * 1000, ' | '.join(cells),
                                                        report['targets'][op]))
-    return ('PostgreSQL against SQLite, %s, %s, load average at the end %.1f (%d single issues and %d module '
-            'processes per backend, each backend first in turn; %d bulk runs each)\n\n'
+    return ('PostgreSQL against SQLite, %s, %s, load average at the end %.1f (%d single issues, %d module '
+            'processes and %d tasks per backend, each backend first in turn; %d bulk runs each)\n\n'
             % (report['date'], report['machine'], report['load_average_at_end'][0], report['issues'],
-               report['module_runs'], report['reps'])
+               report['module_runs'], report['tasks'], report['reps'])
             + '\n'.join(rows) + '\n')
 
 
