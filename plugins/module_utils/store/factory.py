@@ -19,7 +19,6 @@ from ansible_collections.certfleet.pki.plugins.module_utils.store.sqlite import 
 EMBEDDED_STATE_FILE = 'state.db'
 
 
-
 def _postgresql_engine() -> dict:
     # Imported on first use: psycopg's import alone costs every embedded-store module run about 0.13 s.
     from ansible_collections.certfleet.pki.plugins.module_utils.store import postgresql  # pylint: disable=C0415
