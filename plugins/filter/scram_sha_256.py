@@ -4,7 +4,7 @@
 """scram_sha_256: a PostgreSQL SCRAM-SHA-256 password verifier (RFC 5802, RFC 7677) with a chosen round count.
 
 Every module run on a PostgreSQL store opens a new session, and libpq derives the SCRAM key on the client with the
-round count stored in the role's verifier (4,096 by default, about 6 ms). For a long random machine password the
+round count stored in the role's verifier (4,096 by default, 4 to 5 ms). For a long random machine password the
 rounds protect nothing (nobody searches 2^128 passwords), so a verifier with fewer rounds makes each session cheaper
 at no cost in safety. PostgreSQL 16 and later can make it (``SET scram_iterations``); this filter makes it for any
 version, in the format ``ALTER ROLE ... PASSWORD`` and community.postgresql.postgresql_user accept as already hashed.
