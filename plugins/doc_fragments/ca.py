@@ -23,7 +23,9 @@ options:
         (AWX execution nodes with no shared disk).
       - A PostgreSQL URL in a libpq form, C(postgresql://USER:PASSWORD@HOST:PORT/DBNAME) or
         C(postgresql:///DBNAME?host=SOCKET_DIR); the standard C(PG*) environment variables (C(PGPASSWORD),
-        C(PGHOST)...) fill what the URL leaves out.
+        C(PGHOST)...) of the process the module runs in fill what the URL leaves out, and so does C(~/.pgpass).
+      - Give the password in the URL (percent-encoded), in C(~/.pgpass) or in the environment of C(ansible-playbook)
+        itself, not in a task's C(environment), which Ansible prints with the module's command line at C(-vvv).
       - Never shown in results or messages with its password; the store is named
         C(postgresql://USER@HOST:PORT/DBNAME).
       - Absent means the embedded SQLite store in O(ca_path). Move an embedded CA with M(certfleet.pki.ca_migrate).

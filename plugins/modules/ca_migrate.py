@@ -63,10 +63,12 @@ EXAMPLES = r'''
 - name: Move the embedded CA into PostgreSQL
   certfleet.pki.ca_migrate:
     ca_path: /var/lib/certfleet/ca
-    ca_store: "postgresql://certfleet@db.example.org/certfleet"
+    # ca_store is no_log: the password may be in the URL (percent-encoded). Not in the task's environment, which
+    # Ansible prints with the module's command line at -vvv.
+    ca_store: "postgresql://certfleet:{{ db_password }}@db.example.org/certfleet"
     ca_passphrase: "{{ vault_ca_passphrase }}"
-  environment:
-    PGPASSWORD: "{{ vault_certfleet_db_password }}"
+  vars:
+    db_password: "{{ vault_certfleet_db_password | urlencode | replace('/', '%2F') }}"
 '''
 
 RETURN = r'''
