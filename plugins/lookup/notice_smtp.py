@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 name: notice_smtp
 short_description: The smtp settings of a notice, from the playbook's settings and the controller's CERTFLEET_SMTP_*
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Returns the O(certfleet.pki.client_certificate_notice#module:smtp) option for a notice task. Every setting
     given in O(settings) is kept; every other one comes from the controller's C(CERTFLEET_SMTP_*) variable when it
