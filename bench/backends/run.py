@@ -199,8 +199,9 @@ COLUMNS = (('postgresql', 'PostgreSQL, trust'), ('postgresql_scram', 'PostgreSQL
 
 
 def _markdown(report: dict) -> str:
-    shown = [(name, label) for name, label in COLUMNS if name in report['median_seconds']['issue']]
-    rows = ['| operation | SQLite (median) | ' + ' | '.join('%s (median) | ratio' % label for _, label in shown)
+    titles = dict(COLUMNS)
+    shown = [name for name in titles if name in report['median_seconds']['issue']]
+    rows = ['| operation | SQLite (median) | ' + ' | '.join('%s (median) | ratio' % titles[name] for name in shown)
             + ' | target |',
             '|---|---:|' + '---:|---:|' * len(shown) + '---:|']
     labels = {'issue': 'single issue, the library (open the CA, unlock, issue one)',
@@ -209,7 +210,7 @@ def _markdown(report: dict) -> str:
               'bulk': 'bulk request file, %d new identities' % report['bulk_identities']}
     for op, label in labels.items():
         median = report['median_seconds'][op]
-        cells = ['%.1f ms | %.2fx' % (median[name] * 1000, report['ratio_to_sqlite'][op][name]) for name, _ in shown]
+        cells = ['%.1f ms | %.2fx' % (median[name] * 1000, report['ratio_to_sqlite'][op][name]) for name in shown]
         rows.append('| %s | %.1f ms | %s | %.1fx |' % (label, median['sqlite'] * 1000, ' | '.join(cells),
                                                        report['targets'][op]))
     return ('PostgreSQL against SQLite, %s, %s, load average at the end %.1f (%d single issues, %d module '
