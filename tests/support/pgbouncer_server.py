@@ -14,6 +14,8 @@ import subprocess
 import tempfile
 import time
 
+from postgresql_server import PORT  # pylint: disable=import-error
+
 PGBOUNCER_PORT = 6432  # names the socket file only
 
 
@@ -37,10 +39,6 @@ class PgBouncer:
         self.base: str | None = None
         self.process: subprocess.Popen | None = None
 
-    @property
-    def socket_dir(self) -> str:
-        return self.base
-
     def start(self) -> PgBouncer:
         self.base = tempfile.mkdtemp(prefix='cfpgb-', dir='/tmp')
         config = os.path.join(self.base, 'pgbouncer.ini')
@@ -50,7 +48,7 @@ class PgBouncer:
                          'server_reset_query = DISCARD ALL\nmax_client_conn = 400\ndefault_pool_size = 60\n'
                          'ignore_startup_parameters = options\nlog_connections = 0\nlog_disconnections = 0\n'
                          'logfile = %s/pgbouncer.log\n'
-                         % (self.server.socket_dir, self._server_port(), self.base, PGBOUNCER_PORT, self.base,
+                         % (self.server.socket_dir, PORT, self.base, PGBOUNCER_PORT, self.base,
                             self.base))
         with open(os.path.join(self.base, 'users.txt'), 'w', encoding='utf-8') as handle:
             handle.write('"postgres" ""\n')  # trust still needs the user listed
@@ -70,10 +68,6 @@ class PgBouncer:
                 raise RuntimeError('pgbouncer did not start: %s' % self.log())
             time.sleep(0.05)
         return self
-
-    def _server_port(self) -> int:
-        from postgresql_server import PORT  # pylint: disable=import-error,import-outside-toplevel
-        return PORT
 
     def log(self) -> str:
         path = os.path.join(self.base or '', 'pgbouncer.log')
