@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r'''
 module: endpoint_reconcile
-short_description: Put a host's Firefox, Chromium and macOS keychain stores in the state the CA's record says
+short_description: Put a host's Firefox, Chromium, macOS keychain and Apple profile stores in the state the CA's record says
 version_added: 0.2.0
 description:
   - One call per host for all the identities the host carries. For every user's Firefox profiles (found through
@@ -36,6 +36,15 @@ description:
     one import fails keeps its old certificate everywhere; the call that completes the host removes them (a second
     pass over the stores, only when something waits). Revoked certificates are removed regardless.
   - B(foreign) - certificates of another issuer (checked by signature, not only by name). Listed, never touched.
+  - Apple configuration profiles (store C(apple_profile), on request) are files for devices Ansible cannot reach (an
+    MDM installs them): one per identity with O(identities[].apple_profile_dest). A profile is B(present) when the
+    PKCS#12 it carries, opened with the password it embeds, holds the current certificate with its key and its
+    root payload is our CA (the file is read: each run's one-time transfer password differs, so a profile built
+    anew is never compared byte for byte). Otherwise it is written from O(identities[].pkcs12_path) (legacy
+    encryption, the one-time password embedded; needs O(identities[].apple_profile_include_password)), 0600, and
+    read again; the certificate it held before is listed in B(removed). A profile holding a revoked certificate of
+    our CA that cannot be replaced now is deleted; one holding another issuer's certificate is left alone and is a
+    problem.
   - B(unclaimed) - certificates of our CA that no identity of this call claims (an identity this call does not
     carry). Listed, never touched, unless revoked.
   - How a certificate is attributed to an identity. The CA does not write the identity name into certificates; a
@@ -140,6 +149,22 @@ options:
         type: list
         elements: str
         default: []
+      apple_profile_dest:
+        description:
+          - The Apple configuration profile (C(.mobileconfig)) of this identity, for the V(apple_profile) store: a
+            file path on the target whose folder exists. Written with the rights of whoever controls that folder;
+            a symbolic link there is refused.
+        type: path
+        version_added: 0.2.0
+      apple_profile_include_password:
+        description:
+          - Let the profile carry the PKCS#12's password. The PKCS#12 a roll-out sends is protected by a one-time
+            password nobody else knows, so a profile is written only with this set; deliver it through an MDM (or
+            another channel as private as the key), as the C(deploy) role's C(deploy_apple_profile_include_password)
+            requires. Without it a profile that lacks the current certificate is a problem of that store.
+        type: bool
+        default: false
+        version_added: 0.2.0
   ca_certificate:
     description: The certificate of our CA, PEM text or a path on the target. A certificate is "of our CA" when
       this CA signed it.
@@ -170,11 +195,22 @@ options:
         macOS.
       - V(chromium) (an NSS database) exists only on Linux; Chromium on macOS reads the keychain. A call on macOS
         that names V(chromium) returns RV(unsupported_platform) and changes nothing, as before macOS was supported,
-        so a caller keeps sending those identities to the C(certfleet.pki.deploy) role.
-      - V(keychain) exists only on macOS; on Linux it is an error.
+        so a caller keeps sending those identities to the C(certfleet.pki.deploy) role (unless
+        O(skip_unavailable_stores)).
+      - V(keychain) exists only on macOS; on Linux it is an error (unless O(skip_unavailable_stores)).
+      - V(apple_profile) (the profile files of O(identities[].apple_profile_dest)) exists on every system, and is
+        reconciled only when named.
     type: list
     elements: str
-    choices: [firefox, chromium, keychain]
+    choices: [firefox, chromium, keychain, apple_profile]
+  skip_unavailable_stores:
+    description:
+      - Leave out the stores of O(stores) this system does not have (V(keychain) on Linux, V(chromium) on macOS)
+        and name them in RV(skipped_stores), instead of an error or RV(unsupported_platform). For a fleet whose
+        identities name the stores of every system they may land on, as the C(deploy) role skips them.
+    type: bool
+    default: false
+    version_added: 0.2.0
   keychain:
     description:
       - The keychain of each home for the V(keychain) store. V(login) is the home's login keychain
@@ -237,8 +273,9 @@ notes:
     reconciled; C(security) only for V(keychain).
   - The keychain store is tested only against an emulator of the C(security) command in the unit tests
     (C(tests/unit/plugins/module_utils/endpoints/test_reconcile_keychain.py)); this project's CI cannot run macOS.
-  - The System keychain, identity preferences and Apple profiles are not handled by this module; see
-    M(certfleet.pki.keychain_certificate) and M(certfleet.pki.apple_profile).
+  - The System keychain and identity preferences are not handled by this module; see
+    M(certfleet.pki.keychain_certificate). M(certfleet.pki.apple_profile) writes a profile with a password you
+    choose (for a person who installs it by hand).
   - Windows hosts (a PowerShell connection) are reconciled by the action plugin of the same name, not by this
     module. It reads C(Cert:\CurrentUser\My) (or C(Cert:\LocalMachine\My)) and the thumbprints of C(Root) with
     M(ansible.windows.win_powershell), decides on the controller with the same rules as for the NSS stores
@@ -471,6 +508,12 @@ summary:
       type: int
   sample: {stores: 3, changed: 1, with_problems: 0, present: 2, imported: 1, removed: 1, deferred: 0, foreign: 0,
            unclaimed: 0, missing: 0, problems: 0}
+skipped_stores:
+  description: The stores of O(stores) this system does not have, left out with O(skip_unavailable_stores).
+  returned: always
+  type: list
+  elements: str
+  sample: [keychain]
 unsupported_platform:
   description:
     - The host's system when this module does not handle it (any system other than Linux and macOS, or C(Darwin)
@@ -489,7 +532,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.certfleet.pki.plugins.module_utils.common.ansible_glue import require_cryptography, run
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import InputError
 from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.reconcile import (
-    ALL_STORES, STORES_BY_SYSTEM, reconcile_host,
+    ALL_STORES, EVERYWHERE, STORES_BY_SYSTEM, reconcile_host,
 )
 from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.reconcile_keychain import KeychainOptions
 
@@ -507,6 +550,8 @@ IDENTITY_SPEC = {
     'pkcs12_password_src': {'type': 'path', 'no_log': False},
     'superseded_fingerprints_sha256': {'type': 'list', 'elements': 'str', 'default': []},
     'superseded_serials': {'type': 'list', 'elements': 'str', 'default': []},
+    'apple_profile_dest': {'type': 'path'},
+    'apple_profile_include_password': {'type': 'bool', 'default': False},
 }
 
 
@@ -530,6 +575,7 @@ def main():
             'keychain': {'type': 'str', 'default': 'login', 'no_log': False},  # a keychain's name or path
             'keychain_password': {'type': 'str', 'no_log': True},
             'keychain_trust_ca': {'type': 'bool', 'default': True},
+            'skip_unavailable_stores': {'type': 'bool', 'default': False},
         },
         supports_check_mode=True,
     )
@@ -537,7 +583,10 @@ def main():
     params = module.params
     system = platform.system()
     stores = params['stores'] or list(STORES_BY_SYSTEM.get(system, STORES_BY_SYSTEM['Linux']))
-    unsupported = system not in STORES_BY_SYSTEM or (system == 'Darwin' and 'chromium' in stores)
+    skip = params['skip_unavailable_stores']
+    unsupported = system not in STORES_BY_SYSTEM or (system == 'Darwin' and 'chromium' in stores and not skip)
+    if skip and not unsupported:
+        stores = [store for store in stores if store in STORES_BY_SYSTEM[system] + EVERYWHERE]
     certutil = pk12util = security = None
     if not unsupported and any(store in NSS_STORES for store in stores):
         certutil = module.get_bin_path('certutil', required=True)
@@ -552,7 +601,7 @@ def main():
         if unsupported:
             # Windows stores, and Chromium on macOS (the keychain, through the deploy role's chromium handling),
             # are the deploy role's; the caller sends those identities there.
-            outcome = {'changed': False, 'stores': [], 'unsupported_platform': system,
+            outcome = {'changed': False, 'stores': [], 'unsupported_platform': system, 'skipped_stores': [],
                        'summary': dict.fromkeys(('stores', 'changed', 'with_problems', 'present', 'imported',
                                                  'removed', 'foreign', 'unclaimed', 'deferred', 'missing',
                                                  'problems'), 0)}
@@ -572,7 +621,7 @@ def main():
             stores=params['stores'], ca_nickname=params['ca_nickname'], ca_trust=params['ca_trust'],
             db_password=params['db_password'], create_db=params['create_db'],
             firefox_certificate_selection=params['firefox_certificate_selection'], check_mode=module.check_mode,
-            runner=runner, certutil=certutil or 'certutil', pk12util=pk12util or 'pk12util', system=system,
+            skip_unavailable=skip, runner=runner, certutil=certutil or 'certutil', pk12util=pk12util or 'pk12util', system=system,
             keychain=KeychainOptions(keychain=params['keychain'], password=params['keychain_password'],
                                      trust_ca=params['keychain_trust_ca'], security=security or '/usr/bin/security'))
         if params['fail_on_problems'] and result['summary']['problems']:

@@ -39,6 +39,9 @@ from ansible_collections.certfleet.pki.plugins.module_utils.endpoints import fir
 from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.nss import (
     NSSDatabase, certificate_key_id, validate_trust,
 )
+from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.reconcile_apple_profile import (
+    profile_dest, reconcile_profiles,
+)
 from ansible_collections.certfleet.pki.plugins.module_utils.x509.identity import (
     certificate_serial, fingerprint, is_marked_ca, normalize_fingerprint, normalize_serial,
 )
@@ -53,9 +56,11 @@ except ImportError:
     pass
 
 STORES = ('firefox', 'chromium')
-# The stores each system has; any other system is treated as Linux (NSS only), as before macOS was added.
+# The stores each system has by default; any other system is treated as Linux (NSS only), as before macOS was added.
 STORES_BY_SYSTEM = {'Linux': STORES, 'Darwin': ('firefox', 'keychain')}
-ALL_STORES = ('firefox', 'chromium', 'keychain')
+# Apple profile files (for devices an MDM reaches) can be written anywhere, so every system has them, on request.
+EVERYWHERE = ('apple_profile',)
+ALL_STORES = ('firefox', 'chromium', 'keychain', 'apple_profile')
 SELECTION = {'auto': 'Select Automatically', 'ask': 'Ask Every Time'}
 
 
@@ -71,6 +76,8 @@ class WantedIdentity:
     pkcs12: bytes | None = field(default=None, repr=False)
     pkcs12_password: str | None = field(default=None, repr=False)
     key_id: str | None = None
+    apple_profile_dest: str | None = None
+    apple_profile_include_password: bool = False
 
 
 @dataclass
@@ -142,7 +149,10 @@ def build_plan(*, identities, ca_certificate, revoked_serials=None, ca_nickname=
             superseded_serials=frozenset(normalize_serial(s, where + '.superseded_serials')
                                          for s in item.get('superseded_serials') or []),
             pkcs12=data, pkcs12_password=item.get('pkcs12_password') if data is not None else None,
-            key_id=certificate_key_id(certificate) if certificate is not None else None))
+            key_id=certificate_key_id(certificate) if certificate is not None else None,
+            apple_profile_dest=(profile_dest(item['apple_profile_dest'], where + '.apple_profile_dest')
+                                if item.get('apple_profile_dest') else None),
+            apple_profile_include_password=bool(item.get('apple_profile_include_password'))))
     revoked = frozenset(normalize_serial(s, 'revoked_serials') for s in revoked_serials or [])
     return Plan(identities=wanted, ca_pem=ca.public_bytes(serialization.Encoding.PEM), revoked_serials=revoked,
                 ca_nickname=ca_nickname, ca_trust=ca_trust, db_password=db_password, create_db=bool(create_db),
@@ -530,13 +540,15 @@ def _targets(users, homes, min_uid: int = 1000) -> list:
 
 
 def _complete_identities(results: list, plan: Plan) -> set:
-    """The identities whose current certificate every store of the host holds (present, or imported and
-    verified); none when a store or a home could not be read."""
+    """The identities whose current certificate every store of the host that carries them holds (present, or
+    imported and verified); none when a store or a home could not be read. A store of one identity (an Apple
+    profile file, ``identity`` in its result) counts for that identity only."""
     if any(r.get('exists') is None for r in results):
         return set()
     names = {w.identity for w in plan.identities}
     for r in results:
-        names &= set(r['present']) | set(r['imported'])
+        carried = {r['identity']} if r.get('identity') else set(names)
+        names -= carried - (set(r['present']) | set(r['imported']))
     return names
 
 
@@ -565,36 +577,42 @@ def _merge_release(results: list, again: list) -> None:
             r['diff']['after'] = other['diff']['after']
 
 
-def _stores_of(system: str, stores) -> list:
-    """The stores to visit: the system's own by default; a store unknown, or not on this system, is refused."""
-    available = STORES_BY_SYSTEM.get(system, STORES)
-    stores = list(stores or available)
+def stores_of(system: str, stores, skip_unavailable: bool = False) -> tuple:
+    """(stores to visit, stores skipped): the system's own by default; a store unknown is refused, and so is one
+    this system does not have, unless ``skip_unavailable`` (a fleet's identity naming stores of every system)."""
+    defaults = STORES_BY_SYSTEM.get(system, STORES)
+    available = defaults + EVERYWHERE
+    stores = list(stores or defaults)
     unknown = [s for s in stores if s not in ALL_STORES]
     if unknown:
         raise InputError('unknown store %s (use %s)' % (', '.join(unknown), ', '.join(available)), 'stores')
     elsewhere = [s for s in stores if s not in available]
-    if elsewhere:
+    if elsewhere and not skip_unavailable:
         raise InputError('store %s does not exist on %s (use %s)' % (', '.join(elsewhere), system,
                                                                      ', '.join(available)), 'stores')
-    return stores
+    return [s for s in stores if s in available], elsewhere
 
 
 def reconcile_host(*, identities, ca_certificate, revoked_serials=None, users=None, homes=None, stores=None,
                    ca_nickname=None, ca_trust='T,,', db_password=None, create_db=True,
                    firefox_certificate_selection='unmanaged', check_mode=False, runner=None,
-                   certutil='certutil', pk12util='pk12util', system=None, keychain=None) -> dict:
+                   certutil='certutil', pk12util='pk12util', system=None, keychain=None,
+                   skip_unavailable=False) -> dict:
     """Reconcile every store of the chosen homes. Inputs are checked first (an InputError changes nothing); a
     failure inside one store is that store's problem, and the other stores are still done.
 
     ``system`` (default: this host's) chooses the stores there are: firefox and chromium on Linux, firefox and
-    keychain on macOS (Darwin), where ``keychain`` is a reconcile_keychain.KeychainOptions (None: the defaults).
+    keychain on macOS (Darwin), where ``keychain`` is a reconcile_keychain.KeychainOptions (None: the defaults);
+    ``apple_profile`` (the profile files of identities with ``apple_profile_dest``) everywhere. With
+    ``skip_unavailable``, stores this system does not have are left out and named in ``skipped_stores``.
     """
     system = system or platform.system()
-    stores = _stores_of(system, stores)
+    stores, skipped = stores_of(system, stores, skip_unavailable)
+    home_stores = [s for s in stores if s not in EVERYWHERE]
     plan = build_plan(identities=identities, ca_certificate=ca_certificate, revoked_serials=revoked_serials,
                       ca_nickname=ca_nickname, ca_trust=ca_trust, db_password=db_password, create_db=create_db,
                       firefox_selection=firefox_certificate_selection)
-    targets = _targets(users, homes, min_uid=500 if system == 'Darwin' else 1000)
+    targets = _targets(users, homes, min_uid=500 if system == 'Darwin' else 1000) if home_stores else []
     if 'keychain' in stores:
         from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.reconcile_keychain import (
             KeychainOptions, check_keychain_targets,
@@ -606,7 +624,7 @@ def reconcile_host(*, identities, ca_certificate, revoked_serials=None, users=No
         results = []
         for user, home, owner in targets:
             try:
-                found = run_as(owner, _user_stores, user=user, home=home, stores=stores, plan=pass_plan,
+                found = run_as(owner, _user_stores, user=user, home=home, stores=home_stores, plan=pass_plan,
                                check_mode=check_mode, runner=runner, certutil=certutil, pk12util=pk12util,
                                system=system, keychain=keychain)
             except CertfleetError as exc:
@@ -621,6 +639,8 @@ def reconcile_host(*, identities, ca_certificate, revoked_serials=None, users=No
     # the revoked certificates; second pass, only when something waits: the older certificates of the identities
     # now complete on the whole host.
     results = visit(replace(plan, release=frozenset()))
+    if 'apple_profile' in stores:  # a profile file is rewritten whole: nothing in it waits for a second pass
+        results += reconcile_profiles(plan=plan, check_mode=check_mode)
     complete = _complete_identities(results, plan)
     releasable = {d['identity'] for r in results for d in r['deferred'] if d.get('identity') in complete}
     if releasable and check_mode:
@@ -636,4 +656,4 @@ def reconcile_host(*, identities, ca_certificate, revoked_serials=None, users=No
     for key in ('present', 'imported', 'removed', 'deferred', 'foreign', 'unclaimed', 'missing', 'problems'):
         summary[key] = sum(len(r[key]) for r in results)
     return {'changed': any(r['changed'] for r in results), 'stores': results, 'summary': summary,
-            'diff': [d for d in diffs if d['before'] != d['after']]}
+            'skipped_stores': skipped, 'diff': [d for d in diffs if d['before'] != d['after']]}
