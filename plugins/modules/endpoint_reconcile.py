@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r'''
 module: endpoint_reconcile
-short_description: Put a host's Firefox, Chromium, macOS keychain and Apple profile stores in the state the CA's record says
+short_description: Put a host's browser, keychain and Apple profile stores in the state the CA's record says
 version_added: 0.2.0
 description:
   - One call per host for all the identities the host carries. For every user's Firefox profiles (found through
@@ -621,7 +621,8 @@ def main():
             stores=params['stores'], ca_nickname=params['ca_nickname'], ca_trust=params['ca_trust'],
             db_password=params['db_password'], create_db=params['create_db'],
             firefox_certificate_selection=params['firefox_certificate_selection'], check_mode=module.check_mode,
-            skip_unavailable=skip, runner=runner, certutil=certutil or 'certutil', pk12util=pk12util or 'pk12util', system=system,
+            skip_unavailable=skip, runner=runner, certutil=certutil or 'certutil', pk12util=pk12util or 'pk12util',
+            system=system,
             keychain=KeychainOptions(keychain=params['keychain'], password=params['keychain_password'],
                                      trust_ca=params['keychain_trust_ca'], security=security or '/usr/bin/security'))
         if params['fail_on_problems'] and result['summary']['problems']:
