@@ -60,21 +60,40 @@ def fleet_due_requests(plan, requests, actions=('issue', 'renew')):
     return result
 
 
-# The stores endpoint_reconcile puts right (NSS databases on Linux); the others are the deploy role's.
-RECONCILED_STORES = ('firefox', 'chromium')
+# The fleet's store names and the endpoint_reconcile store each one is (a keychain on macOS, a file for an MDM);
+# the call skips those the host's system does not have, as the deploy role does. Windows stores are the role's.
+RECONCILED_STORES = {'firefox': 'firefox', 'chromium': 'chromium', 'macos_keychain': 'keychain',
+                     'apple_profile': 'apple_profile'}
+FLEET_STORE_NAMES = {store: name for name, store in RECONCILED_STORES.items()}
+# Stores that exist only elsewhere: left out on the systems endpoint_reconcile handles (the role skipped them too).
+ELSEWHERE_STORES = ('windows_store',)
 
 
-def fleet_reconcile(identities, plan):
+def _reconciled_stores(entry) -> list:
+    return sorted({RECONCILED_STORES[store] for store in entry.get('stores') or [] if store in RECONCILED_STORES})
+
+
+def _profile_password_included(entry, host_vars) -> bool:
+    """The identity's apple_profile_include_password, else the host's deploy_apple_profile_include_password (the
+    deploy role's variable, which inventories already set for the role)."""
+    if 'apple_profile_include_password' in entry:
+        return bool(entry['apple_profile_include_password'])
+    return str(host_vars.get('deploy_apple_profile_include_password', False)).lower() in ('true', 'yes', '1')
+
+
+def fleet_reconcile(identities, plan, host_vars=None):
     """The endpoint_reconcile calls of one host: one per distinct set of stores, homes and users among the host's
     identities, each with the CA's record of its identities (the plan's ``records``), so that a store only ever
     gets the identities meant for it. Identities without a current certificate, or with no store reconcile puts
-    right, are left out (the renew playbook's work)."""
+    right, are left out (the renew playbook's work). Store names are endpoint_reconcile's (``keychain`` for
+    ``macos_keychain``); an Apple profile identity carries its ``apple_profile_dest``. ``host_vars``: the host's
+    variables, for its ``deploy_apple_profile_include_password``."""
     records = plan.get('records') or {}
     calls: dict = {}
     for entry in identities or []:
         if not isinstance(entry, dict) or entry.get('identity') not in records:
             continue
-        stores = sorted(set(entry.get('stores') or []) & set(RECONCILED_STORES))
+        stores = _reconciled_stores(entry)
         if not stores:
             continue
         selection = entry.get('firefox_certificate_selection') or 'auto'
@@ -86,10 +105,14 @@ def fleet_reconcile(identities, plan):
         record = records[entry['identity']]
         if any(known['identity'] == entry['identity'] for known in call['identities']):
             continue
-        call['identities'].append({'identity': entry['identity'], 'serial': record['serial'],
-                                   'fingerprint_sha256': record['fingerprint_sha256'],
-                                   'superseded_serials': record.get('superseded_serials', []),
-                                   'superseded_fingerprints_sha256': record.get('superseded_fingerprints_sha256', [])})
+        wanted = {'identity': entry['identity'], 'serial': record['serial'],
+                  'fingerprint_sha256': record['fingerprint_sha256'],
+                  'superseded_serials': record.get('superseded_serials', []),
+                  'superseded_fingerprints_sha256': record.get('superseded_fingerprints_sha256', [])}
+        if 'apple_profile' in stores and entry.get('apple_profile_dest'):
+            wanted.update(apple_profile_dest=entry['apple_profile_dest'],
+                          apple_profile_include_password=_profile_password_included(entry, host_vars or {}))
+        call['identities'].append(wanted)
         call['revoked_serials'] += [serial for serial in record.get('revoked_serials', [])
                                     if serial not in call['revoked_serials']]
     return [calls[key] for key in sorted(calls)]
@@ -107,16 +130,16 @@ def fleet_reconcile_pkcs12(identities, exports, passwords, folder):
     return [dict(identity, **given.get(identity['identity'], {})) for identity in identities or []]
 
 
-# What makes an identity take the deploy role instead of the reconcile call: options only the role carries out.
-ROLE_ONLY_OPTIONS = ('firefox_profile_paths', 'verify_url', 'identity_preference_urls', 'keychain_password',
-                     'apple_profile_dest')
+# What makes an identity take the deploy role instead of the reconcile call: options only the role carries out
+# (a keychain password of the identity's own: the call takes the host's, certfleet_keychain_password).
+ROLE_ONLY_OPTIONS = ('firefox_profile_paths', 'verify_url', 'identity_preference_urls', 'keychain_password')
 WINDOWS_CONNECTIONS = ('winrm', 'psrp', 'ansible.windows.winrm', 'ansible.builtin.winrm', 'ansible.builtin.psrp',
                        'ansible.windows.psrp')
 
 
 def _role_only(entry, record, host_vars) -> bool:
     """True when the reconcile call cannot carry this identity out on this host (the deploy role does)."""
-    if set(entry.get('stores') or []) - set(RECONCILED_STORES):
+    if set(entry.get('stores') or []) - set(RECONCILED_STORES) - set(ELSEWHERE_STORES):
         return True
     if any(entry.get(option) for option in ROLE_ONLY_OPTIONS):
         return True
@@ -147,6 +170,10 @@ def fleet_rollout(hosts, hostvars, plan, records_plan=None, actions=('issue', 'r
                      or not all(key in entry for key in ('identity', 'subject', 'stores'))]
         problems = list(invalid.get(host, []))
         problems += ['certfleet_identities[%d] needs identity, subject and stores' % index for index in malformed]
+        problems += ['certfleet_identities[%d] (%s): the apple_profile store needs apple_profile_dest, the profile '
+                     'file for the MDM' % (index, entry.get('identity')) for index, entry in enumerate(identities)
+                     if index not in malformed and 'apple_profile' in (entry.get('stores') or [])
+                     and not entry.get('apple_profile_dest')]
         work = fleet_host_work(identities, plan, host, actions)
         if problems:
             result['hosts'][host] = {'invalid': problems, 'calls': [], 'fallback': [], 'work': []}
@@ -159,14 +186,15 @@ def fleet_rollout(hosts, hostvars, plan, records_plan=None, actions=('issue', 'r
         host_vars = hostvars[host] if host in hostvars else {}
         fallback = [entry for entry in work if _role_only(entry, records.get(entry['identity']), host_vars)]
         fast = [entry for entry in work if entry not in fallback]
-        calls = fleet_reconcile([entry for entry in fast if entry.get('stores')], fresh)
+        calls = fleet_reconcile([entry for entry in fast if _reconciled_stores(entry)], fresh, host_vars)
         for call in calls:
             for identity in call['identities']:
                 if identity['identity'] not in result['export']:
                     result['export'].append(identity['identity'])
-        # Identities without a store are deployed by being recorded: nothing on the host to put right.
+        # Identities without a store here (none, or only another system's) are deployed by being recorded: nothing on
+        # the host to put right, as the deploy role records them with no store.
         storeless = [{'identity': entry['identity'], 'serial': (records.get(entry['identity']) or {}).get('serial')}
-                     for entry in fast if not entry.get('stores')]
+                     for entry in fast if not _reconciled_stores(entry)]
         # Chromium's AutoSelectCertificateForUrls entries of each identity put in its database: its URLs, or none
         # (an identity without URLs any more takes its own entries out), as the chromium_nss role does.
         policy = [{'identity': entry['identity'], 'urls': list(entry.get('auto_select_urls') or []),
@@ -206,11 +234,16 @@ def fleet_deployments(hosts, hostvars):
             if outcome.get('failed') or outcome.get('skipped') or outcome.get('unsupported_platform'):
                 continue
             stores = outcome.get('stores', [])
+            skipped = outcome.get('skipped_stores') or []
             for identity in call['identities']:
                 name = identity['identity']
-                if all(name in store.get('present', []) or name in store.get('imported', []) for store in stores):
+                # A store of one identity (an Apple profile file) counts for that identity only.
+                if all(name in store.get('present', []) or name in store.get('imported', []) for store in stores
+                       if store.get('identity') in (None, name)):
                     deployments.append({'identity': name, 'host': host, 'serial': identity['serial'],
-                                        'stores': call['stores']})
+                                        'stores': [FLEET_STORE_NAMES.get(s, s) for s in call['stores']
+                                                   if s not in skipped and (s != 'apple_profile'
+                                                                            or identity.get('apple_profile_dest'))]})
     return deployments
 
 

@@ -25,15 +25,20 @@ HOSTVARS = {
         _entry('ann', ['firefox', 'chromium'], auto_select_urls=['https://mtls.example']), _entry('ben', ['firefox']),
         _entry('cat', []),
         _entry('dan', ['firefox'], verify_url='https://mtls.example/'), _entry('eve', ['firefox', 'macos_keychain']),
-        _entry('fay', ['firefox']), _entry('gus', ['firefox'])]},
+        _entry('fay', ['firefox']), _entry('gus', ['firefox']),
+        _entry('liz', ['apple_profile'], apple_profile_dest='/srv/mdm/liz.mobileconfig'),
+        _entry('max', ['windows_store']), _entry('ned', ['macos_keychain'], identity_preference_urls=['https://v/'])],
+        'deploy_apple_profile_include_password': True},
     'windows': {'ansible_connection': 'winrm', 'certfleet_identities': [_entry('hal', ['windows_store'])]},
     'broken': {'certfleet_identities': [{'identity': 'ivy', 'subject': {'CN': 'ivy'}}]},
     'refused': {'certfleet_identities': [_entry('joe', ['firefox'])]},
     'idle': {'certfleet_identities': [_entry('kim', ['firefox'])]},
+    'no_dest': {'certfleet_identities': [_entry('oli', ['firefox', 'apple_profile'])]},
 }
 PLAN = {
     'work': [{'host': 'linux', 'identity': name, 'reason': 'renew'} for name in
-             ('ann', 'ben', 'cat', 'dan', 'eve', 'fay')]
+             ('ann', 'ben', 'cat', 'dan', 'eve', 'fay', 'liz', 'max', 'ned')]
+    + [{'host': 'no_dest', 'identity': 'oli', 'reason': 'renew'}]
     + [{'host': 'linux', 'identity': 'gus', 'reason': 'deploy'},
        {'host': 'windows', 'identity': 'hal', 'reason': 'issue'},
        {'host': 'broken', 'identity': 'ivy', 'reason': 'issue'}],
@@ -42,26 +47,36 @@ PLAN = {
 }
 FRESH = {'records': {'ann': _record('A'), 'ben': _record('B'), 'cat': _record('C'), 'dan': _record('D'),
                      'eve': _record('E'), 'fay': _record('F'), 'gus': _record('G', key_status='purged'),
-                     'hal': _record('H')}}
+                     'hal': _record('H'), 'liz': _record('L'), 'max': _record('M'), 'ned': _record('N'),
+                     'oli': _record('O')}}
 
 
 def test_each_host_is_split_between_the_reconcile_call_and_the_deploy_role():
     rollout = fleet_rollout(list(HOSTVARS), HOSTVARS, PLAN, FRESH)
     linux = rollout['hosts']['linux']
     in_calls = [(call['stores'], [i['identity'] for i in call['identities']]) for call in linux['calls']]
-    assert in_calls == [(['chromium', 'firefox'], ['ann']), (['firefox'], ['ben', 'fay'])]
-    # a verify URL, a store only the role fills, and a key the CA no longer holds take the role
-    assert [e['identity'] for e in linux['fallback']] == ['dan', 'eve', 'gus']
-    assert linux['storeless'] == [{'identity': 'cat', 'serial': 'C'}]  # nothing to put on the host: recorded
+    # the call's store names: the keychain is endpoint_reconcile's 'keychain' (skipped where there is none)
+    assert in_calls == [(['apple_profile'], ['liz']), (['chromium', 'firefox'], ['ann']), (['firefox'], ['ben', 'fay']),
+                        (['firefox', 'keychain'], ['eve'])]
+    # the profile file travels with its identity, with the host's deploy_apple_profile_include_password
+    profile = linux['calls'][0]['identities'][0]
+    assert profile['apple_profile_dest'] == '/srv/mdm/liz.mobileconfig' and profile['apple_profile_include_password']
+    # a verify URL, an option only the role carries out, and a key the CA no longer holds take the role
+    assert [e['identity'] for e in linux['fallback']] == ['dan', 'gus', 'ned']
+    # nothing to put on the host (no store, or only another system's): recorded, as the role records it
+    assert linux['storeless'] == [{'identity': 'cat', 'serial': 'C'}, {'identity': 'max', 'serial': 'M'}]
     # Chromium's auto-select policy is the reconcile path's too
     assert linux['chromium_policy'] == [{'identity': 'ann', 'urls': ['https://mtls.example'], 'subject': {'CN': 'ann'}}]
-    call = linux['calls'][1]['identities'][0]
+    call = linux['calls'][2]['identities'][0]
     assert call['serial'] == 'B' and call['fingerprint_sha256'] == 'FB' and call['superseded_serials'] == ['OLDB']
-    assert rollout['export'] == ['ann', 'ben', 'fay']  # once each, only what a call imports
+    assert 'apple_profile_dest' not in call
+    assert rollout['export'] == ['liz', 'ann', 'ben', 'fay', 'eve']  # once each, only what a call imports
     assert [e['identity'] for e in rollout['hosts']['windows']['fallback']] == ['hal']
     assert rollout['hosts']['windows']['calls'] == []
     assert rollout['hosts']['broken']['invalid'] == ['certfleet_identities[0] needs identity, subject and stores']
     assert rollout['hosts']['refused']['invalid'] == ['identity joe: subject: CN is required']
+    assert rollout['hosts']['no_dest']['invalid'] == [
+        'certfleet_identities[0] (oli): the apple_profile store needs apple_profile_dest, the profile file for the MDM']
     assert 'idle' not in rollout['hosts']  # no work, no visit
     # ...unless an earlier roll-out of the same run left it in the group: then its part is empty
     again = fleet_rollout(list(HOSTVARS), HOSTVARS, PLAN, FRESH, earlier=['idle'])
@@ -123,3 +138,18 @@ def test_a_deployment_is_recorded_only_where_every_store_holds_the_new_certifica
     # the host that is not Linux gives its work to the deploy role
     assert fleet_role_work(hostvars['mac']) == [{'identity': 'ann', 'stores': ['firefox']}]
     assert fleet_role_work(hostvars['ok']) == []
+
+
+def test_a_profile_file_counts_for_its_identity_and_skipped_stores_are_not_recorded():
+    call = {'stores': ['apple_profile', 'firefox', 'keychain'],
+            'identities': [{'identity': 'ann', 'serial': 'A', 'apple_profile_dest': '/srv/mdm/ann.mobileconfig'},
+                           {'identity': 'ben', 'serial': 'B'}]}
+    profile = dict(_store(imported=['ann']), identity='ann')
+    hostvars = {'linux': {'_certfleet_rollout_host': {'calls': [call]}, '_certfleet_reconciled': {'results': [
+        {'skipped_stores': ['keychain'], 'stores': [profile, _store(present=['ann', 'ben'])]}]}}}
+    assert fleet_deployments(['linux'], hostvars) == [
+        {'identity': 'ann', 'host': 'linux', 'serial': 'A', 'stores': ['apple_profile', 'firefox']},
+        {'identity': 'ben', 'host': 'linux', 'serial': 'B', 'stores': ['firefox']}]  # ben has no profile
+    missing = dict(_store(missing=['ann']), identity='ann')
+    hostvars['linux']['_certfleet_reconciled']['results'][0]['stores'][0] = missing
+    assert [d['identity'] for d in fleet_deployments(['linux'], hostvars)] == ['ben']

@@ -168,10 +168,10 @@ def test_plan_records_what_each_store_should_hold_and_the_filter_splits_by_store
     host_identities = [{'identity': 'hana', 'stores': ['firefox', 'macos_keychain'], 'homes': ['/home/h']},
                        {'identity': 'ivan', 'stores': ['chromium'], 'homes': ['/home/h']},
                        {'identity': 'nobody', 'stores': ['firefox'], 'homes': ['/home/h']},  # no certificate yet
-                       {'identity': 'ivan', 'stores': ['windows_store']}]  # not an NSS store
+                       {'identity': 'ivan', 'stores': ['windows_store']}]  # a Windows store: the deploy role's
     calls = fleet_reconcile(host_identities, plan)
     assert [(call['stores'], [i['identity'] for i in call['identities']]) for call in calls] == [
-        (['chromium'], ['ivan']), (['firefox'], ['hana'])]  # a store only gets the identities meant for it
+        (['chromium'], ['ivan']), (['firefox', 'keychain'], ['hana'])]  # a store gets only its identities
     assert calls[1]['revoked_serials'] == [first['serial']] and calls[0]['revoked_serials'] == []
     assert calls[1]['homes'] == ['/home/h'] and calls[1]['users'] == []
 
