@@ -20,6 +20,7 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.certfleet.pki.plugins.module_utils.common.errors import CertfleetError
 from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.reconcile import build_plan
+from ansible_collections.certfleet.pki.plugins.module_utils.x509 import pkcs12 as pkcs12_lib
 from ansible_collections.certfleet.pki.plugins.module_utils.endpoints.reconcile_windows import (
     LOCATIONS, READ_SCRIPT, WindowsStore, reconcile_windows_store,
 )
@@ -98,14 +99,13 @@ class ActionModule(ActionBase):
         for name, value in (('windows_store_location', location), ('windows_store_ca_location', ca_location)):
             if value not in LOCATIONS:
                 raise AnsibleActionFail('%s must be one of %s, not %r' % (name, ', '.join(LOCATIONS), value))
-        identities, sources = _windows_identities(args.get('identities'))
+        identities = _windows_identities(args.get('identities'))
         try:
             plan = build_plan(identities=identities, ca_certificate=args.get('ca_certificate'),
                               revoked_serials=args.get('revoked_serials'))
         except CertfleetError as exc:
             raise AnsibleActionFail('%s%s' % ('%s: ' % exc.field if exc.field else '', exc.message)) from None
-        store = _HostStore(self, task_vars, location=location, ca_location=ca_location, sources=sources,
-                           ca_pem=plan.ca_pem)
+        store = _HostStore(self, task_vars, location=location, ca_location=ca_location, ca_pem=plan.ca_pem)
         result = reconcile_windows_store(plan=plan, store=store, location=location, ca_location=ca_location,
                                          check_mode=bool(self._task.check_mode))
         if not self._task.diff:
@@ -124,10 +124,10 @@ class ActionModule(ActionBase):
 
 def _windows_identities(identities) -> tuple:
     """The identities for build_plan, with the controller's PKCS#12 files opened there (fingerprint and issuer
-    checked before the host is touched), and {identity: controller file} for the transfer."""
+    checked before the host is touched)."""
     if not isinstance(identities, list):
         raise AnsibleActionFail('identities must be a list')
-    checked, sources = [], {}
+    checked = []
     for index, entry in enumerate(identities):
         if not isinstance(entry, dict):
             raise AnsibleActionFail('identities[%d] must be a dict' % index)
@@ -141,9 +141,16 @@ def _windows_identities(identities) -> tuple:
             raise AnsibleActionFail('identities[%d]: pkcs12_src and pkcs12_password_src go together' % index)
         if src:
             entry.update(pkcs12_path=src, pkcs12_password=_read_password(password_src, index))
-            sources[str(entry.get('identity') or '').strip()] = src
         checked.append(entry)
-    return checked, sources
+    return checked
+
+
+def windows_pkcs12(wanted) -> bytes:
+    """The identity's PKCS#12 as every Windows build imports it: re-packed on the controller in the legacy
+    encryption (3DES, SHA-1 MAC) under the same one-time password; AES PKCS#12 needs Windows 10 1709 or Server 2019
+    (the windows_store role decides that from facts; a random 128-bit one-time password makes the cipher moot)."""
+    parsed = pkcs12_lib.open_pkcs12_data(wanted.pkcs12, wanted.pkcs12_password)
+    return pkcs12_lib.repack(parsed, wanted.pkcs12_password, 'legacy', default_name=wanted.identity)
 
 
 def _failure(outcome: dict) -> str | None:
@@ -157,9 +164,8 @@ class _HostStore(WindowsStore):
     """The store operations on the host, each one module run; PKCS#12 files and the CA go to the connection's
     temporary folder first (the caller removes it)."""
 
-    def __init__(self, action: ActionModule, task_vars, *, location: str, ca_location: str, sources: dict,
-                 ca_pem: bytes):
-        self.action, self.task_vars, self.sources, self.ca_pem = action, task_vars, sources, ca_pem
+    def __init__(self, action: ActionModule, task_vars, *, location: str, ca_location: str, ca_pem: bytes):
+        self.action, self.task_vars, self.ca_pem = action, task_vars, ca_pem
         self.location, self.ca_location = LOCATIONS[location], LOCATIONS[ca_location]
         # Where Windows keeps the imported key: the user's profile for CurrentUser, machine-wide for LocalMachine
         # (as roles/windows_store's key_storage auto).
@@ -188,7 +194,7 @@ class _HostStore(WindowsStore):
     def import_identity(self, wanted) -> str | None:
         remote = self._remote('identity.p12')
         try:
-            self.action._transfer_file(self.sources[wanted.identity], remote)
+            self.action._transfer_data(remote, windows_pkcs12(wanted))
         except Exception as exc:  # the connection plugin's own error, with the host's reason
             return 'cannot copy the PKCS#12 file to the host: %s' % to_text(exc)
         return _failure(self._module('ansible.windows.win_certificate_store', {

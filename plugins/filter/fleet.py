@@ -81,6 +81,18 @@ def _profile_password_included(entry, host_vars) -> bool:
     return str(host_vars.get('deploy_apple_profile_include_password', False)).lower() in ('true', 'yes', '1')
 
 
+def _wanted(name, record) -> dict:
+    """An identity as endpoint_reconcile takes it: the CA's record of its current and older certificates."""
+    return {'identity': name, 'serial': record['serial'], 'fingerprint_sha256': record['fingerprint_sha256'],
+            'superseded_serials': record.get('superseded_serials', []),
+            'superseded_fingerprints_sha256': record.get('superseded_fingerprints_sha256', [])}
+
+
+def _add_revoked(call, record) -> None:
+    call['revoked_serials'] += [serial for serial in record.get('revoked_serials', [])
+                                if serial not in call['revoked_serials']]
+
+
 def fleet_reconcile(identities, plan, host_vars=None):
     """The endpoint_reconcile calls of one host: one per distinct set of stores, homes and users among the host's
     identities, each with the CA's record of its identities (the plan's ``records``), so that a store only ever
@@ -105,16 +117,12 @@ def fleet_reconcile(identities, plan, host_vars=None):
         record = records[entry['identity']]
         if any(known['identity'] == entry['identity'] for known in call['identities']):
             continue
-        wanted = {'identity': entry['identity'], 'serial': record['serial'],
-                  'fingerprint_sha256': record['fingerprint_sha256'],
-                  'superseded_serials': record.get('superseded_serials', []),
-                  'superseded_fingerprints_sha256': record.get('superseded_fingerprints_sha256', [])}
+        wanted = _wanted(entry['identity'], record)
         if 'apple_profile' in stores and entry.get('apple_profile_dest'):
             wanted.update(apple_profile_dest=entry['apple_profile_dest'],
                           apple_profile_include_password=_profile_password_included(entry, host_vars or {}))
         call['identities'].append(wanted)
-        call['revoked_serials'] += [serial for serial in record.get('revoked_serials', [])
-                                    if serial not in call['revoked_serials']]
+        _add_revoked(call, record)
     return [calls[key] for key in sorted(calls)]
 
 
@@ -137,18 +145,58 @@ WINDOWS_CONNECTIONS = ('winrm', 'psrp', 'ansible.windows.winrm', 'ansible.builti
                        'ansible.windows.psrp')
 
 
+def _is_windows(host_vars) -> bool:
+    facts = host_vars.get('ansible_facts') or {}
+    return (str(host_vars.get('ansible_connection', '')) in WINDOWS_CONNECTIONS
+            or host_vars.get('ansible_shell_type') == 'powershell' or facts.get('os_family') == 'Windows')
+
+
 def _role_only(entry, record, host_vars) -> bool:
     """True when the reconcile call cannot carry this identity out on this host (the deploy role does)."""
-    if set(entry.get('stores') or []) - set(RECONCILED_STORES) - set(ELSEWHERE_STORES):
+    stores = set(entry.get('stores') or [])
+    if stores - set(RECONCILED_STORES) - set(ELSEWHERE_STORES):
         return True
     if any(entry.get(option) for option in ROLE_ONLY_OPTIONS):
         return True
-    if entry.get('stores') and (record or {}).get('key_status') != 'held':
+    if stores and (record or {}).get('key_status') != 'held':
         return True  # the role issues anew when the CA no longer holds the key
-    facts = host_vars.get('ansible_facts') or {}
-    windows = (str(host_vars.get('ansible_connection', '')) in WINDOWS_CONNECTIONS
-               or host_vars.get('ansible_shell_type') == 'powershell' or facts.get('os_family') == 'Windows')
-    return windows
+    if _is_windows(host_vars):
+        # The profile is written by a Python module, which Windows does not run; and the inventory may keep the
+        # role for Windows hosts (certfleet_windows_rollout: role).
+        return 'apple_profile' in stores or str(host_vars.get('certfleet_windows_rollout', 'reconcile')) == 'role'
+    return False
+
+
+def _windows_part(entries, records, host_vars) -> dict:
+    """A Windows host's part: one reconcile call per store user (CurrentUser, run as that user through runas) or
+    one as SYSTEM (LocalMachine, ``deploy_windows_location``), preceded for CurrentUser by a call as SYSTEM that
+    only puts our CA in LocalMachine\\Root (a user may not write there), as the windows_store role does; whether
+    Firefox is told to read the Windows stores (an identity with ``firefox``); identities with no Windows store."""
+    location = str(host_vars.get('deploy_windows_location') or 'current_user')
+    calls: dict = {}
+    problems, storeless = [], []
+    for entry in entries:
+        record = records.get(entry['identity']) or {}
+        if 'windows_store' not in (entry.get('stores') or []):
+            storeless.append({'identity': entry['identity'], 'serial': record.get('serial')})
+            continue
+        users = list(entry.get('users') or [])
+        if location == 'current_user' and not users:
+            problems.append('identity %s: windows_store in CurrentUser needs users (each store is reached as its '
+                            'user, through runas), or deploy_windows_location: local_machine' % entry['identity'])
+            continue
+        for user in users if location == 'current_user' else ['SYSTEM']:
+            call = calls.setdefault(user, {'stores': ['windows_store'], 'windows_store_location': location,
+                                           'become_user': user, 'identities': [], 'revoked_serials': []})
+            call['identities'].append(_wanted(entry['identity'], record))
+            _add_revoked(call, record)
+    windows_calls = [calls[user] for user in sorted(calls)]
+    if windows_calls and location == 'current_user':
+        windows_calls.insert(0, {'stores': [], 'windows_store_location': 'local_machine', 'become_user': 'SYSTEM',
+                                 'identities': [], 'revoked_serials': []})
+    firefox = any('firefox' in (entry.get('stores') or []) for entry in entries)
+    return {'windows_calls': windows_calls, 'windows_firefox_policy': firefox, 'storeless': storeless,
+            'invalid': problems}
 
 
 def fleet_rollout(hosts, hostvars, plan, records_plan=None, actions=('issue', 'renew'), earlier=None):
@@ -186,6 +234,13 @@ def fleet_rollout(hosts, hostvars, plan, records_plan=None, actions=('issue', 'r
         host_vars = hostvars[host] if host in hostvars else {}
         fallback = [entry for entry in work if _role_only(entry, records.get(entry['identity']), host_vars)]
         fast = [entry for entry in work if entry not in fallback]
+        if _is_windows(host_vars):
+            part = _windows_part(fast, records, host_vars)
+            for call in part['windows_calls']:
+                result['export'] += [i['identity'] for i in call['identities'] if i['identity'] not in result['export']]
+            result['hosts'][host] = dict(part, calls=[], fallback=[] if part['invalid'] else fallback, work=work,
+                                         chromium_policy=[])
+            continue
         calls = fleet_reconcile([entry for entry in fast if _reconciled_stores(entry)], fresh, host_vars)
         for call in calls:
             for identity in call['identities']:
@@ -220,30 +275,36 @@ def fleet_reconcile_sources(calls, exports, folder=None):
 
 
 def fleet_deployments(hosts, hostvars):
-    """The deployment records of a batch of hosts: an identity counts on a host when every store of its reconcile
-    call holds its current certificate (present before, or imported and verified by fingerprint). A call that
-    failed, or a host on another system, records nothing; those hosts stay in the plan's work."""
+    """The deployment records of a batch of hosts: an identity counts on a host when every store of every reconcile
+    call that carries it holds its current certificate (present before, or imported and verified by fingerprint).
+    A call that failed, or a host on another system, records nothing; those hosts stay in the plan's work."""
     deployments = []
     for host in hosts or []:
         host_vars = hostvars[host] if host in hostvars else {}
         rollout = host_vars.get('_certfleet_rollout_host') or {}
         for entry in rollout.get('storeless', []):
             deployments.append({'identity': entry['identity'], 'host': host, 'serial': entry['serial'], 'stores': []})
-        registered = host_vars.get('_certfleet_reconciled') or {}
-        for call, outcome in zip(rollout.get('calls', []), registered.get('results', []), strict=False):
-            if outcome.get('failed') or outcome.get('skipped') or outcome.get('unsupported_platform'):
-                continue
+        held: dict = {}  # identity -> {'serial', 'stores', 'ok'}, over every call that carries it
+        pairs = [(call, outcome) for key, registered in (('calls', '_certfleet_reconciled'),
+                                                         ('windows_calls', '_certfleet_reconciled_windows'))
+                 for call, outcome in zip(rollout.get(key, []), (host_vars.get(registered) or {}).get('results', []),
+                                          strict=False)]
+        for call, outcome in pairs:
+            done = not (outcome.get('failed') or outcome.get('skipped') or outcome.get('unsupported_platform'))
             stores = outcome.get('stores', [])
             skipped = outcome.get('skipped_stores') or []
             for identity in call['identities']:
                 name = identity['identity']
                 # A store of one identity (an Apple profile file) counts for that identity only.
-                if all(name in store.get('present', []) or name in store.get('imported', []) for store in stores
-                       if store.get('identity') in (None, name)):
-                    deployments.append({'identity': name, 'host': host, 'serial': identity['serial'],
-                                        'stores': [FLEET_STORE_NAMES.get(s, s) for s in call['stores']
-                                                   if s not in skipped and (s != 'apple_profile'
-                                                                            or identity.get('apple_profile_dest'))]})
+                holds = done and all(name in store.get('present', []) or name in store.get('imported', [])
+                                     for store in stores if store.get('identity') in (None, name))
+                mine = [FLEET_STORE_NAMES.get(s, s) for s in call['stores']
+                        if s not in skipped and (s != 'apple_profile' or identity.get('apple_profile_dest'))]
+                known = held.setdefault(name, {'serial': identity['serial'], 'stores': [], 'ok': True})
+                known['ok'] = known['ok'] and holds
+                known['stores'] += [s for s in mine if s not in known['stores']]
+        deployments += [{'identity': name, 'host': host, 'serial': known['serial'], 'stores': known['stores']}
+                        for name, known in held.items() if known['ok']]
     return deployments
 
 

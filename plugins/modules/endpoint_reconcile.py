@@ -37,9 +37,9 @@ description:
     pass over the stores, only when something waits). Revoked certificates are removed regardless.
   - B(foreign) - certificates of another issuer (checked by signature, not only by name). Listed, never touched.
   - Apple configuration profiles (store C(apple_profile), on request) are files for devices Ansible cannot reach (an
-    MDM installs them): one per identity with O(identities[].apple_profile_dest). A profile is B(present) when the
+    MDM installs them), one per identity with O(identities[].apple_profile_dest). A profile is B(present) when the
     PKCS#12 it carries, opened with the password it embeds, holds the current certificate with its key and its
-    root payload is our CA (the file is read: each run's one-time transfer password differs, so a profile built
+    root payload is our CA (the file is read, as each run's one-time transfer password differs, so a profile built
     anew is never compared byte for byte). Otherwise it is written from O(identities[].pkcs12_path) (legacy
     encryption, the one-time password embedded; needs O(identities[].apple_profile_include_password)), 0600, and
     read again; the certificate it held before is listed in B(removed). A profile holding a revoked certificate of
@@ -151,7 +151,7 @@ options:
         default: []
       apple_profile_dest:
         description:
-          - The Apple configuration profile (C(.mobileconfig)) of this identity, for the V(apple_profile) store: a
+          - The Apple configuration profile (C(.mobileconfig)) of this identity, for the V(apple_profile) store, a
             file path on the target whose folder exists. Written with the rights of whoever controls that folder;
             a symbolic link there is refused.
         type: path

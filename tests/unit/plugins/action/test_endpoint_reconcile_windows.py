@@ -27,6 +27,7 @@ from ansible.plugins.shell.powershell import ShellModule
 
 from ansible_collections.certfleet.pki.plugins.action.endpoint_reconcile import ActionModule
 from ansible_collections.certfleet.pki.plugins.module_utils.endpoints import reconcile_windows
+from ansible_collections.certfleet.pki.plugins.module_utils.x509 import pkcs12 as pkcs12_lib
 
 P12_PASSWORD = 'p12 transport secret for windows'
 FAST = 1000  # PBKDF2 rounds: these tests are not about PKCS#12 strength
@@ -50,6 +51,7 @@ class EmulatedWindows:
         self.keyless_imports = set()  # ... whose import reports success but leaves the certificate without its key
         self.read_error = None
         self.removed_tmp = []
+        self.imported_files = []  # the PKCS#12 bytes each import was given
 
     def hold(self, certificate, has_key=True, location='CurrentUser', friendly='') -> None:
         der = certificate.public_bytes(serialization.Encoding.DER)
@@ -91,6 +93,7 @@ class EmulatedWindows:
 
     def _import(self, args, data) -> dict:
         assert args['key_exportable'] is False and args['store_name'] == 'My'
+        self.imported_files.append(data)
         key, certificate, chain = pkcs12.load_key_and_certificates(data, args['password'].encode())
         if certificate.fingerprint(hashes.SHA256()).hex().upper() in self.failing_imports:
             return {'failed': True, 'msg': 'Failed to load cert from file: the specified network password is not '
@@ -200,6 +203,20 @@ def test_missing_identity_is_imported_verified_and_the_ca_added_to_root(fleet):
     assert modules.count(POWERSHELL) == 2 and modules.index(STORE) < len(modules) - 1
     assert result['summary']['imported'] == 1 and result['diff'] and 'alice' not in result['diff'][0]['before']
     assert fleet.host.removed_tmp and fleet.host.files == {}  # the PKCS#12 and the CA left the host
+
+
+def test_the_pkcs12_reaches_the_host_in_the_legacy_encryption_every_windows_build_imports(fleet):
+    """The batch export is AES (modern); Windows before 10 1709 and Server 2016 refuse AES PKCS#12 files, so the
+    controller re-packs it under the same one-time password."""
+    with open(fleet.alice_p12, 'rb') as handle:
+        assert pkcs12_lib.describe(handle.read())['encryption'] == 'modern'
+    result = fleet.run()
+    assert only_store(result)['imported'] == ['alice']
+    sent = fleet.host.imported_files[0]
+    assert pkcs12_lib.describe(sent)['encryption'] == 'legacy'
+    key, certificate, _chain = pkcs12.load_key_and_certificates(sent, P12_PASSWORD.encode())
+    assert key is not None
+    assert certificate.fingerprint(hashes.SHA256()).hex().upper() == fleet.alice['fingerprint_sha256']
 
 
 def test_second_run_writes_nothing_and_reports_unchanged(fleet):

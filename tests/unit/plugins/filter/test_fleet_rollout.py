@@ -29,7 +29,8 @@ HOSTVARS = {
         _entry('liz', ['apple_profile'], apple_profile_dest='/srv/mdm/liz.mobileconfig'),
         _entry('max', ['windows_store']), _entry('ned', ['macos_keychain'], identity_preference_urls=['https://v/'])],
         'deploy_apple_profile_include_password': True},
-    'windows': {'ansible_connection': 'winrm', 'certfleet_identities': [_entry('hal', ['windows_store'])]},
+    'windows': {'ansible_connection': 'winrm', 'certfleet_identities': [
+        _entry('hal', ['windows_store', 'firefox'], users=['hal', 'pat'])]},
     'broken': {'certfleet_identities': [{'identity': 'ivy', 'subject': {'CN': 'ivy'}}]},
     'refused': {'certfleet_identities': [_entry('joe', ['firefox'])]},
     'idle': {'certfleet_identities': [_entry('kim', ['firefox'])]},
@@ -70,9 +71,10 @@ def test_each_host_is_split_between_the_reconcile_call_and_the_deploy_role():
     call = linux['calls'][2]['identities'][0]
     assert call['serial'] == 'B' and call['fingerprint_sha256'] == 'FB' and call['superseded_serials'] == ['OLDB']
     assert 'apple_profile_dest' not in call
-    assert rollout['export'] == ['liz', 'ann', 'ben', 'fay', 'eve']  # once each, only what a call imports
-    assert [e['identity'] for e in rollout['hosts']['windows']['fallback']] == ['hal']
-    assert rollout['hosts']['windows']['calls'] == []
+    assert rollout['export'] == ['liz', 'ann', 'ben', 'fay', 'eve', 'hal']  # once each, only what a call imports
+    # a Windows host: its own calls (see below), none for the Linux module
+    assert rollout['hosts']['windows']['calls'] == [] and rollout['hosts']['windows']['fallback'] == []
+    assert rollout['hosts']['windows']['windows_calls']
     assert rollout['hosts']['broken']['invalid'] == ['certfleet_identities[0] needs identity, subject and stores']
     assert rollout['hosts']['refused']['invalid'] == ['identity joe: subject: CN is required']
     assert rollout['hosts']['no_dest']['invalid'] == [
@@ -81,6 +83,59 @@ def test_each_host_is_split_between_the_reconcile_call_and_the_deploy_role():
     # ...unless an earlier roll-out of the same run left it in the group: then its part is empty
     again = fleet_rollout(list(HOSTVARS), HOSTVARS, PLAN, FRESH, earlier=['idle'])
     assert again['hosts']['idle']['calls'] == [] and again['hosts']['idle']['work'] == []
+
+
+def _windows(identities, **host):
+    hostvars = {'pc': dict({'ansible_connection': 'winrm', 'certfleet_identities': identities}, **host)}
+    plan = {'work': [{'host': 'pc', 'identity': e['identity'], 'reason': 'renew'} for e in identities],
+            'records': {}}
+    fresh = {'records': {e['identity']: _record(e['identity'].upper()) for e in identities}}
+    return fleet_rollout(['pc'], hostvars, plan, fresh)
+
+
+def test_a_windows_host_gets_one_call_per_store_user_as_that_user_after_the_ca_as_system():
+    rollout = _windows([_entry('hal', ['windows_store', 'firefox'], users=['hal', 'pat']),
+                        _entry('pat', ['windows_store'], users=['pat']), _entry('ray', ['chromium'])])
+    part = rollout['hosts']['pc']
+    shape = [(c['become_user'], c['windows_store_location'], [i['identity'] for i in c['identities']])
+             for c in part['windows_calls']]
+    # a user may not write LocalMachine\Root: SYSTEM puts our CA there first, then each user's own store
+    assert shape == [('SYSTEM', 'local_machine', []), ('hal', 'current_user', ['hal']),
+                     ('pat', 'current_user', ['hal', 'pat'])]
+    assert part['windows_calls'][1]['identities'][0]['fingerprint_sha256'] == 'FHAL'
+    assert part['windows_firefox_policy'] is True  # Firefox reads the Windows store (enterprise policy)
+    assert part['storeless'] == [{'identity': 'ray', 'serial': 'RAY'}]  # Chromium's NSS store is not on Windows
+    assert rollout['export'] == ['hal', 'pat'] and part['invalid'] == []
+
+
+def test_a_windows_machine_store_is_one_call_as_system_and_the_inventory_may_keep_the_role():
+    machine = _windows([_entry('kim', ['windows_store'])], deploy_windows_location='local_machine')
+    calls = machine['hosts']['pc']['windows_calls']
+    assert [(c['become_user'], c['windows_store_location']) for c in calls] == [('SYSTEM', 'local_machine')]
+    assert machine['hosts']['pc']['windows_firefox_policy'] is False
+    role = _windows([_entry('kim', ['windows_store'], users=['kim'])], certfleet_windows_rollout='role')
+    assert [e['identity'] for e in role['hosts']['pc']['fallback']] == ['kim']
+    assert not role['hosts']['pc']['windows_calls']
+    profile = _windows([_entry('kim', ['windows_store', 'apple_profile'], users=['kim'], apple_profile_dest='C:/p')])
+    assert [e['identity'] for e in profile['hosts']['pc']['fallback']] == ['kim']  # the profile module is Python
+    nobody = _windows([_entry('kim', ['windows_store'])])
+    assert nobody['hosts']['pc']['invalid'] == [
+        'identity kim: windows_store in CurrentUser needs users (each store is reached as its user, through runas), '
+        'or deploy_windows_location: local_machine']
+
+
+def test_a_windows_identity_is_recorded_only_when_every_users_store_holds_it():
+    rollout = _windows([_entry('hal', ['windows_store'], users=['hal', 'pat'])])
+    part = rollout['hosts']['pc']
+
+    def outcome(*held):
+        return {'stores': [{'store': 'windows', 'present': list(held), 'imported': []}]}
+    hostvars = {'pc': {'_certfleet_rollout_host': part, '_certfleet_reconciled_windows': {
+        'results': [outcome(), outcome('hal'), outcome('hal')]}}}
+    assert fleet_deployments(['pc'], hostvars) == [
+        {'identity': 'hal', 'host': 'pc', 'serial': 'HAL', 'stores': ['windows_store']}]
+    hostvars['pc']['_certfleet_reconciled_windows']['results'][2] = {'failed': True, 'stores': []}
+    assert fleet_deployments(['pc'], hostvars) == []  # pat's store failed: the old certificate is not revoked
 
 
 def test_only_the_planned_actions_are_carried_out():
