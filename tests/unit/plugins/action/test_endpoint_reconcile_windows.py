@@ -365,6 +365,19 @@ def test_local_machine_store_is_read_and_written_there(fleet):
     assert imports[0]['key_storage'] == 'machine'
 
 
+def test_a_call_without_identities_only_trusts_our_ca_and_touches_no_certificate(fleet):
+    """The fleet's first call on a Windows host with CurrentUser stores, run as SYSTEM: our CA into
+    LocalMachine\\Root, which a store user may not write; the certificates of LocalMachine\\My stay."""
+    fleet.host.hold(fleet.certificate(fleet.alice_old), location='LocalMachine')
+    result = fleet.run(identities=[], revoked_serials=[], windows_store_location='local_machine')
+    store = only_store(result)
+    assert store['ca_changed'] == 'add' and thumbprint(fleet.ca_certificate) in fleet.host.root['LocalMachine']
+    assert store['removed'] == [] and len(store['unclaimed']) == 1 and store['problems'] == []
+    assert [a['store_name'] for a in fleet.host.writes()] == ['Root']
+    again = fleet.run(identities=[], revoked_serials=[], windows_store_location='local_machine')
+    assert again['changed'] is False
+
+
 def test_unknown_location_and_a_host_path_are_refused_before_the_host_is_touched(fleet):
     with pytest.raises(AnsibleActionFail, match='windows_store_location'):
         fleet.run(windows_store_location='machine')
