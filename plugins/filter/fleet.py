@@ -99,8 +99,12 @@ def fleet_reconcile(identities, plan, host_vars=None):
     gets the identities meant for it. Identities without a current certificate, or with no store reconcile puts
     right, are left out (the renew playbook's work). Store names are endpoint_reconcile's (``keychain`` for
     ``macos_keychain``); an Apple profile identity carries its ``apple_profile_dest``. ``host_vars``: the host's
-    variables, for its ``deploy_apple_profile_include_password``."""
+    variables, for its ``deploy_apple_profile_include_password``; on a Windows host the calls are one per store user
+    (``become_user``, ``windows_store_location``), as the roll-out makes them."""
     records = plan.get('records') or {}
+    if host_vars and _is_windows(host_vars):
+        known = [entry for entry in identities or [] if isinstance(entry, dict) and entry.get('identity') in records]
+        return _windows_part(known, records, host_vars)['windows_calls']
     calls: dict = {}
     for entry in identities or []:
         if not isinstance(entry, dict) or entry.get('identity') not in records:
@@ -408,6 +412,26 @@ def _store_findings(store: dict) -> list:
     return findings
 
 
+def fleet_windows_hosts(hosts, hostvars):
+    """The hosts of ``hosts`` reached over WinRM or PSRP (or a PowerShell shell, or Windows facts)."""
+    return [host for host in hosts or [] if _is_windows(hostvars[host] if host in hostvars else {})]
+
+
+def fleet_audit_drift(hosts, hostvars, plan):
+    """Each audited host's drift ({host: fleet_drift}), from its two reconcile passes (``_certfleet_audit_first``
+    and ``_certfleet_audit_second``); a host that ran neither was not audited and is left out."""
+    drifts = {}
+    for host in hosts or []:
+        host_vars = hostvars[host] if host in hostvars else {}
+        first = host_vars.get('_certfleet_audit_first')
+        if not isinstance(first, dict):
+            continue
+        second = host_vars.get('_certfleet_audit_second') or {}
+        drifts[host] = fleet_drift([r for r in first.get('results', []) if not r.get('skipped')],
+                                   [r for r in second.get('results', []) if not r.get('skipped')], plan)
+    return drifts
+
+
 def fleet_host_audits(hosts, hostvars, fact='certfleet_audit_host'):
     """The ``host_audits`` of one client_certificate_deployment call: each audited host's drift counts and
     findings, from the ``fleet_drift`` fact the audit set on it (hosts without it were not audited)."""
@@ -431,6 +455,8 @@ class FilterModule:
             'fleet_drift': fleet_drift,
             'fleet_drift_totals': fleet_drift_totals,
             'fleet_host_audits': fleet_host_audits,
+            'fleet_audit_drift': fleet_audit_drift,
+            'fleet_windows_hosts': fleet_windows_hosts,
             'fleet_due_requests': fleet_due_requests,
             'fleet_rollout': fleet_rollout,
             'fleet_issue_batch': fleet_issue_batch,

@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
-from ansible_collections.certfleet.pki.plugins.filter.fleet import fleet_drift, fleet_drift_totals, fleet_host_audits
+from ansible_collections.certfleet.pki.plugins.filter.fleet import (
+    fleet_audit_drift, fleet_drift, fleet_drift_totals, fleet_host_audits, fleet_reconcile, fleet_windows_hosts,
+)
 
 PROFILE = '/home/alice/.mozilla/firefox/x.default'
 NSSDB = '/home/alice/.pki/nssdb'
@@ -63,3 +65,29 @@ def test_a_problem_is_a_finding():
     findings = fleet_host_audits(['pc1'], {'pc1': {'certfleet_audit_host': drift}})[0]['findings']
     assert findings == [{'store': 'chromium', 'user': 'alice', 'path': NSSDB, 'kind': 'problem',
                          'message': 'cannot import alice: locked'}]
+
+
+def test_the_drift_of_every_host_is_computed_once_from_its_two_passes():
+    hostvars = {'pc1': {'_certfleet_audit_first': {'results': FIRST + [{'skipped': True}]},
+                        '_certfleet_audit_second': {'results': SECOND}},
+                'pc2': {'_certfleet_audit_first': {'results': FIRST},
+                        '_certfleet_audit_second': {'skipped': True, 'results': []}},
+                'pc3': {}}
+    drifts = fleet_audit_drift(['pc1', 'pc2', 'pc3'], hostvars, PLAN)
+    assert sorted(drifts) == ['pc1', 'pc2']  # pc3 was not audited
+    assert drifts['pc1'] == fleet_drift(FIRST, SECOND, PLAN)
+    assert drifts['pc2']['summary']['restored'] == 0 and drifts['pc2']['summary']['still_missing'] == 2
+
+
+def test_windows_hosts_are_told_apart_and_get_their_calls_per_store_user():
+    hostvars = {'pc': {'ansible_connection': 'ansible.windows.psrp'}, 'mac': {'ansible_connection': 'ssh'},
+                'srv': {'ansible_shell_type': 'powershell'}}
+    assert fleet_windows_hosts(['pc', 'mac', 'srv', 'gone'], hostvars) == ['pc', 'srv']
+    plan = {'records': {'ann': {'serial': 'A', 'fingerprint_sha256': 'FA', 'revoked_serials': ['R']}}}
+    identities = [{'identity': 'ann', 'stores': ['windows_store'], 'users': ['ann']},
+                  {'identity': 'nobody', 'stores': ['windows_store'], 'users': ['x']}]  # no certificate yet
+    calls = fleet_reconcile(identities, plan, hostvars['pc'])
+    assert [(c['become_user'], [i['identity'] for i in c['identities']]) for c in calls] == [
+        ('SYSTEM', []), ('ann', ['ann'])]
+    assert calls[1]['revoked_serials'] == ['R'] and calls[1]['windows_store_location'] == 'current_user'
+    assert fleet_reconcile(identities, plan, hostvars['mac']) == []  # no store the call reconciles on a Mac here
