@@ -649,6 +649,11 @@ def reconcile_host(*, identities, ca_certificate, revoked_serials=None, users=No
         again = visit(replace(plan, release=frozenset(releasable), identities=[
             replace(w, pkcs12=None, pkcs12_password=None) for w in plan.identities]))
         _merge_release(results, again)
+    return dict(_host_result(results), skipped_stores=skipped)
+
+
+def _host_result(results: list) -> dict:
+    """The module's result from every store's: the stores, their counts, the diffs of the changed ones."""
     diffs = [r.pop('diff') for r in results if 'diff' in r]
     summary = {'stores': len(results),
                'changed': sum(1 for r in results if r['changed']),
@@ -656,4 +661,4 @@ def reconcile_host(*, identities, ca_certificate, revoked_serials=None, users=No
     for key in ('present', 'imported', 'removed', 'deferred', 'foreign', 'unclaimed', 'missing', 'problems'):
         summary[key] = sum(len(r[key]) for r in results)
     return {'changed': any(r['changed'] for r in results), 'stores': results, 'summary': summary,
-            'skipped_stores': skipped, 'diff': [d for d in diffs if d['before'] != d['after']]}
+            'diff': [d for d in diffs if d['before'] != d['after']]}

@@ -156,22 +156,7 @@ def reconcile_profile(*, wanted, plan, check_mode: bool, now) -> dict:
     if certificate is not None and fingerprint(certificate) != wanted.fingerprint_sha256:
         old = _entry(certificate, identity=wanted.identity, reason=_why_old(certificate, wanted, plan, now))
     if wanted.pkcs12 is None or not wanted.apple_profile_include_password:
-        if wanted.pkcs12 is not None:
-            result['problems'].append(
-                'cannot write %s for %s: its PKCS#12 is protected by a one-time password nobody else knows, so the '
-                'profile must carry it; set apple_profile_include_password and deliver the profile through an MDM'
-                % (path, wanted.identity))
-        result['missing'].append(wanted.identity)
-        if old is not None and old['reason'] == 'revoked':
-            result['removed'].append(old)
-            result['changed'] = True
-            if not check_mode:
-                check_writable_as_self(path, 'the configuration profile', 'identities.apple_profile_dest')
-                os.unlink(path)
-            return _with_diff(result, found, {'state': 'absent'})
-        if old is not None:
-            result['deferred'].append(old)
-        return _with_diff(result, found, found)
+        return _not_replaced(result, wanted, found, old, check_mode)
     result['changed'] = True
     result['created'] = not result['exists']
     if check_mode:
@@ -190,6 +175,28 @@ def reconcile_profile(*, wanted, plan, check_mode: bool, now) -> dict:
         result['imported'].append(wanted.identity)
         result['removed'] += [old] if old else []
     return _with_diff(result, found, after)
+
+
+def _not_replaced(result: dict, wanted, found: dict, old, check_mode: bool) -> dict:
+    """The profile lacks the current certificate and cannot get it now: the identity is missing; a revoked
+    certificate of our CA goes with its file, an older one waits for the next run with a PKCS#12."""
+    path = wanted.apple_profile_dest
+    if wanted.pkcs12 is not None:
+        result['problems'].append(
+            'cannot write %s for %s: its PKCS#12 is protected by a one-time password nobody else knows, so the '
+            'profile must carry it; set apple_profile_include_password and deliver the profile through an MDM'
+            % (path, wanted.identity))
+    result['missing'].append(wanted.identity)
+    if old is not None and old['reason'] == 'revoked':
+        result['removed'].append(old)
+        result['changed'] = True
+        if not check_mode:
+            check_writable_as_self(path, 'the configuration profile', 'identities.apple_profile_dest')
+            os.unlink(path)
+        return _with_diff(result, found, {'state': 'absent'})
+    if old is not None:
+        result['deferred'].append(old)
+    return _with_diff(result, found, found)
 
 
 def _profile_bytes(wanted, ca) -> bytes:
