@@ -58,8 +58,7 @@ def mdm(tmp_path):
     return folder
 
 
-def test_a_missing_profile_is_written_verified_and_then_left_alone_under_another_one_time_password(fleet, tmp_path,
-                                                                                                      mdm):
+def test_a_missing_profile_is_written_and_then_left_alone_under_another_one_time_password(fleet, tmp_path, mdm):
     wanted = profile_of(fleet, tmp_path, p12=fleet.alice_p12)
     first = fleet.run([wanted], stores=['apple_profile'])
     outcome = store(first, 'apple_profile')
