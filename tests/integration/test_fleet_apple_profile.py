@@ -27,6 +27,8 @@ from integration_support import AnsibleRunner, sqlite_rows
 from test_audit_playbook import _recaps
 from test_fleet_playbooks import PROFILES_INI, _entry, _nss_serials
 
+KEYCHAIN_PASSWORD = 'login-keychain-' + secrets.token_urlsafe(12)  # the host's, handed to every reconcile call
+
 pytestmark = pytest.mark.skipif(not all(shutil.which(tool) for tool in ('certutil', 'pk12util', 'openssl')),
                                 reason='needs certutil, pk12util (libnss3-tools) and openssl')
 
@@ -44,7 +46,7 @@ def fleet(tmp_path_factory, collections_path):
     tmp.mkdir()
     local = {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}
     group_vars = {'certfleet_ca_path': str(base / 'ca'), 'certfleet_ca_passphrase': secrets.token_urlsafe(24),
-                  'certfleet_crl_dest': str(base / 'crl.pem')}
+                  'certfleet_crl_dest': str(base / 'crl.pem'), 'certfleet_keychain_password': KEYCHAIN_PASSWORD}
     dora = dict(_entry('dora', home, ['firefox', 'macos_keychain', 'apple_profile']),
                 apple_profile_dest=str(mdm / 'dora.mobileconfig'), apple_profile_include_password=True)
     hosts = {'h1': dict(local, certfleet_identities=[dora, _entry('erin', home, ['firefox'])])}
@@ -142,5 +144,7 @@ def test_the_audit_puts_back_a_deleted_profile_and_check_mode_only_reports_it(fl
     run = fleet['play']('audit')
     assert run.returncode == 0, run.explain()
     assert _profile_serial(fleet) == _current(fleet, 'dora').lstrip('0')
-    again = fleet['play']('audit')
+    again = fleet['play']('audit', args=['-vvv'])
     assert again.returncode == 0 and _recaps(again.stdout)['h1']['changed'] == 0, again.explain()
+    # The keychain password reached the call (no_log) and is nowhere in the -vvv output.
+    assert 'keychain_password' in again.output and KEYCHAIN_PASSWORD not in again.output
