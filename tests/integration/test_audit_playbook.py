@@ -29,7 +29,7 @@ from browsers_support import (
     QUIET_FIREFOX_PREFS, MtlsServer, firefox_visit, normalize_serial, require_tools, trust_server_ca,
 )
 from integration_support import AnsibleRunner, sqlite_rows
-from test_fleet_playbooks import PROFILES_INI, _entry, _nss_serials
+from test_fleet_playbooks import PROFILES_INI, _entry, _nss_serials, write_fleet
 
 pytestmark = pytest.mark.skipif(not all(shutil.which(tool) for tool in ('certutil', 'pk12util', 'openssl')),
                                 reason='needs certutil, pk12util (libnss3-tools) and openssl')
@@ -62,13 +62,7 @@ def fleet(tmp_path_factory, collections_path):
     hosts = {'h1': dict(local, certfleet_identities=[_entry('alice', homes['h1'], ['firefox', 'chromium'])]),
              'h2': dict(local, certfleet_identities=[_entry('bob', homes['h2'], ['firefox']),
                                                      _entry('carol', homes['h2'], ['firefox'])])}
-    inventory = base / 'inventory.yml'
-    inventory.write_text(json.dumps({'all': {'vars': group_vars, 'hosts': hosts}}))
-    mkca = base / 'mkca.yml'
-    mkca.write_text(json.dumps([{'hosts': 'localhost', 'gather_facts': False, 'tasks': [{
-        'certfleet.pki.ca': {'ca_path': group_vars['certfleet_ca_path'],
-                             'ca_passphrase': group_vars['certfleet_ca_passphrase'],
-                             'subject': {'CN': 'Audit Test CA'}, 'key_type': 'ec-p256'}}]}]))
+    inventory, mkca = write_fleet(base, group_vars, hosts, 'Audit Test CA')
 
     def play(name: str, extra_vars: dict | None = None, args=()):
         target = mkca if name == 'mkca' else base / name if name.endswith('.yml') else pathlib.Path(

@@ -25,7 +25,7 @@ import sys
 import pytest
 from integration_support import AnsibleRunner, sqlite_rows
 from test_audit_playbook import _recaps
-from test_fleet_playbooks import PROFILES_INI, _entry, _nss_serials
+from test_fleet_playbooks import PROFILES_INI, _entry, _nss_serials, write_fleet
 
 KEYCHAIN_PASSWORD = 'login-keychain-' + secrets.token_urlsafe(12)  # the host's, handed to every reconcile call
 
@@ -50,13 +50,7 @@ def fleet(tmp_path_factory, collections_path):
     dora = dict(_entry('dora', home, ['firefox', 'macos_keychain', 'apple_profile']),
                 apple_profile_dest=str(mdm / 'dora.mobileconfig'), apple_profile_include_password=True)
     hosts = {'h1': dict(local, certfleet_identities=[dora, _entry('erin', home, ['firefox'])])}
-    inventory = base / 'inventory.yml'
-    inventory.write_text(json.dumps({'all': {'vars': group_vars, 'hosts': hosts}}))
-    mkca = base / 'mkca.yml'
-    mkca.write_text(json.dumps([{'hosts': 'localhost', 'gather_facts': False, 'tasks': [{
-        'certfleet.pki.ca': {'ca_path': group_vars['certfleet_ca_path'],
-                             'ca_passphrase': group_vars['certfleet_ca_passphrase'],
-                             'subject': {'CN': 'Profile Test CA'}, 'key_type': 'ec-p256'}}]}]))
+    inventory, mkca = write_fleet(base, group_vars, hosts, 'Profile Test CA')
 
     def play(name: str, extra_vars: dict | None = None, args=()):
         target = mkca if name == 'mkca' else pathlib.Path('certfleet.pki.%s' % name)

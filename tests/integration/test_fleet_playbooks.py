@@ -37,6 +37,19 @@ def _entry(identity: str, home: pathlib.Path, stores: list) -> dict:
             'stores': stores, 'homes': [str(home)], 'key_type': 'ec-p256'}
 
 
+def write_fleet(base: pathlib.Path, group_vars: dict, hosts: dict, ca_name: str) -> tuple:
+    """(inventory, mkca playbook) of a simulated fleet in ``base``: the hosts with the group's variables, and a
+    play that makes the CA those variables name."""
+    inventory = base / 'inventory.yml'
+    inventory.write_text(json.dumps({'all': {'vars': group_vars, 'hosts': hosts}}))  # JSON is YAML
+    mkca = base / 'mkca.yml'
+    mkca.write_text(json.dumps([{'hosts': 'localhost', 'gather_facts': False, 'tasks': [{
+        'certfleet.pki.ca': {'ca_path': group_vars['certfleet_ca_path'],
+                             'ca_passphrase': group_vars['certfleet_ca_passphrase'],
+                             'subject': {'CN': ca_name}, 'key_type': 'ec-p256'}}]}]))
+    return inventory, mkca
+
+
 @pytest.fixture(scope='module')
 def fleet(tmp_path_factory, collections_path):
     base = tmp_path_factory.mktemp('fleet')
