@@ -348,6 +348,18 @@ EXAMPLES = r'''
         pkcs12_password_src: transfer/alice@macbook-3.p12.password
   become: true
 
+- name: The profile files an MDM hands to the iPhones hold the current certificates (read back, rewritten if not)
+  certfleet.pki.endpoint_reconcile:
+    stores: [apple_profile]
+    ca_certificate: /etc/certfleet/client-ca.pem
+    identities:
+      - identity: carol-iphone
+        fingerprint_sha256: 9A8B7C6D5E4F3C5E0F0B8D2A6F4E1B9C7D5A3E2F1A0B9C8D7E6F5A4B3C2D1E0F
+        pkcs12_src: transfer/carol-iphone.p12
+        pkcs12_password_src: transfer/carol-iphone.p12.password
+        apple_profile_dest: /srv/mdm/profiles/carol-iphone.mobileconfig
+        apple_profile_include_password: true
+
 - name: A drift audit that only reports (check mode, no failure)
   certfleet.pki.endpoint_reconcile:
     ca_certificate: /etc/certfleet/client-ca.pem
