@@ -380,9 +380,14 @@ stores:
   elements: dict
   contains:
     store:
-      description: C(firefox), C(chromium) or C(keychain) (C(home) when a whole home could not be visited);
-        C(windows) on a Windows host.
+      description: C(firefox), C(chromium), C(keychain) or C(apple_profile) (C(home) when a whole home could not be
+        visited); C(windows) on a Windows host.
       type: str
+    identity:
+      description: The one identity an C(apple_profile) store carries (its profile file); absent for the other
+        stores, which carry every identity of the call.
+      type: str
+      returned: for C(apple_profile)
     user:
       description: The user whose home it is (C(null) for a home given in O(homes)).
       type: str
@@ -390,8 +395,8 @@ stores:
       description: The user whose rights the work ran with (C(null) when it ran as root).
       type: str
     path:
-      description: The database folder (the keychain file for C(keychain); C(Cert:\CurrentUser\My) or
-        C(Cert:\LocalMachine\My) on Windows).
+      description: The database folder (the keychain file for C(keychain), the profile file for C(apple_profile);
+        C(Cert:\CurrentUser\My) or C(Cert:\LocalMachine\My) on Windows).
       type: str
     location:
       description: Windows only - V(current_user) or V(local_machine).
