@@ -61,7 +61,8 @@ def fleet_due_requests(plan, requests, actions=('issue', 'renew')):
 
 
 # The fleet's store names and the endpoint_reconcile store each one is (a keychain on macOS, a file for an MDM);
-# the call skips those the host's system does not have, as the deploy role does. Windows stores are the role's.
+# the call skips those the host's system does not have, as the deploy role does. A Windows host's stores get calls
+# of their own, one per store user (_windows_part).
 RECONCILED_STORES = {'firefox': 'firefox', 'chromium': 'chromium', 'macos_keychain': 'keychain',
                      'apple_profile': 'apple_profile'}
 FLEET_STORE_NAMES = {store: name for name, store in RECONCILED_STORES.items()}
